@@ -1,0 +1,127 @@
+"""Loading and checking params.yaml.
+
+The JSON-Schema says what each key may hold and gives defaults; the cross-key checks here say
+what the schema cannot (the target is defined, archives cover the tasks, ...). Both Snakemake and
+every stage module run the same checks, so a mistake is reported before any job starts, with the
+key named.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from auxsel.errors import AuxselError
+from auxsel.tasks.builtin import ARCHIVE_OF
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; two tasks with one name is a mistake to report."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise AuxselError(f"params: duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.load(fh, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise AuxselError(f"{path}: not valid YAML ({exc})") from exc
+    except FileNotFoundError as exc:
+        raise AuxselError(f"{path}: no such params file") from exc
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = _key(error.absolute_path)
+        hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        return f"{where + '.' if error.absolute_path else ''}{extra[0]}: unknown key{hint}"
+    if error.validator == "required":
+        return f"{_key(error.absolute_path)}: {error.message}"
+    return f"{_key(error.absolute_path)}: {error.message}"
+
+
+def validate(params: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """A validated copy of `params` with schema defaults filled in; raises naming the key."""
+    if not isinstance(params, dict):
+        raise AuxselError("params: the file must hold a mapping of keys")
+    params = copy.deepcopy(params)
+    errors = sorted(_Validator(schema).iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise AuxselError(f"params: {_describe(errors[0])}")
+    check(params)
+    return params
+
+
+def required_archives(params: dict[str, Any]) -> set[str]:
+    needed = {ARCHIVE_OF[t["dataset"]] for t in params["tasks"].values() if t["source"] == "builtin" and t.get("dataset") in ARCHIVE_OF}
+    model = params.get("model", {})
+    if model.get("encoder") == "hf" and model.get("name_or_path", "").startswith("builtin:"):
+        needed.add(model["name_or_path"].split(":", 1)[1])
+    return needed
+
+
+def check(params: dict[str, Any]) -> None:
+    """Cross-key rules that JSON-Schema cannot express."""
+    tasks = params["tasks"]
+    if params["target"] not in tasks:
+        raise AuxselError(f"params: target: task {params['target']!r} is not defined under tasks")
+    for name in params["candidates"]:
+        if name not in tasks:
+            raise AuxselError(f"params: candidates: task {name!r} is not defined under tasks")
+    if params["target"] in params["candidates"]:
+        raise AuxselError(f"params: candidates: the target {params['target']!r} cannot be its own candidate")
+    for name, spec in tasks.items():
+        where = f"params: tasks.{name}"
+        if spec["source"] == "builtin":
+            if spec.get("dataset") not in ARCHIVE_OF:
+                raise AuxselError(f"{where}.dataset: builtin dataset must be one of {', '.join(sorted(ARCHIVE_OF))}")
+        elif spec["source"] == "files" and "data_files" not in spec:
+            raise AuxselError(f"{where}.data_files: required for source 'files'")
+        elif spec["source"] == "hf" and "dataset" not in spec:
+            raise AuxselError(f"{where}.dataset: required for source 'hf' (the hub path)")
+        if "label_names" in spec and len(spec["label_names"]) != spec["num_classes"]:
+            raise AuxselError(f"{where}.label_names: {len(spec['label_names'])} names for num_classes={spec['num_classes']}")
+        if spec["dev_fraction"] + spec["test_fraction"] >= 1:
+            raise AuxselError(f"{where}.dev_fraction: dev_fraction + test_fraction must be below 1")
+    missing = required_archives(params) - set(params["fetch"]["archives"])
+    if missing:
+        raise AuxselError(f"params: fetch.archives: missing {', '.join(sorted(missing))} needed by the tasks or encoder")
+
+
+def load(path: Path, schema_path: Path) -> dict[str, Any]:
+    """Read, validate and default-fill a params file."""
+    return validate(read_yaml(path), read_yaml(schema_path))

@@ -1,0 +1,48 @@
+"""Prepare one task: data/prepared/<task>/{train,dev,test}.parquet + meta.json + provenance.json."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from auxsel import artifacts
+from auxsel.errors import AuxselError
+from auxsel.tasks import builtin, prepare, sources
+from stages import _common
+
+
+def main() -> None:
+    p = _common.parser(__doc__)
+    p.add_argument("--task", required=True)
+    args = p.parse_args()
+    params = _common.load_params(args.params)
+    if args.task not in params["tasks"]:
+        raise AuxselError(f"task {args.task!r} is not defined under tasks in {args.params}")
+    spec = params["tasks"][args.task]
+    seed = params["prepare"]["seed"]
+    model = params["model"]
+    out = _common.PREPARED / args.task
+    inputs = [_common.RAW / builtin.ARCHIVE_OF[spec["dataset"]]] if spec["source"] == "builtin" else []
+    prov = artifacts.Provenance("prepare", {"task": spec, "prepare": params["prepare"], "model": model}, inputs)
+    tokenizer = None
+    if model["encoder"] == "hf":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(_common.resolve_model_path(model["name_or_path"]))
+    with artifacts.atomic_dir(out) as tmp:
+        # a per-job datasets cache: two prepare jobs never share temp files
+        raw = sources.load_task_table(args.task, spec, _common.RAW, seed, cache_dir=Path(tmp) / ".hf-cache")
+        result = prepare.prepare_task(args.task, spec, raw, seed, tokenizer, model["max_length"])
+        shutil.rmtree(Path(tmp) / ".hf-cache", ignore_errors=True)
+        for split, table in result.tables.items():
+            artifacts.write_parquet(table, Path(tmp) / f"{split}.parquet")
+        result.meta["content_hash"] = prepare.content_hash(result.tables)
+        artifacts.write_json(result.meta, Path(tmp) / "meta.json")
+        prov.write(tmp, outputs={s: artifacts.file_sha256(Path(tmp) / f"{s}.parquet") for s in result.tables})
+    counts = ", ".join(f"{k} {v}" for k, v in result.meta["counts"].items())
+    print(f"{args.task}: {counts} -> {out}")
+
+
+if __name__ == "__main__":
+
+    _common.run(main)

@@ -1,0 +1,51 @@
+# Params checks (before any job starts) and the helpers that turn params into file lists.
+import glob
+import yaml
+
+from auxsel import params as auxsel_params
+from auxsel.errors import AuxselError
+
+SCHEMA = str(Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
+
+try:
+    # the library's checks first: one line naming the key (duplicate keys, cross-key rules)
+    _checked = auxsel_params.load(Path(workflow.configfiles[0]), Path(SCHEMA))
+except AuxselError as exc:
+    raise WorkflowError(str(exc)) from None
+if auxsel_params.read_yaml(Path(workflow.configfiles[0])) != {k: v for k, v in config.items()}:
+    raise WorkflowError(
+        "params: --config/--configfile overrides are not supported; edit params.yaml "
+        "(it is the one source of truth for Snakemake and DVC)"
+    )
+validate(config, SCHEMA)
+PARAMS = _checked
+
+TASKS = sorted(PARAMS["tasks"])
+LIB = sorted(glob.glob("src/auxsel/*.py"))
+TASK_CODE = sorted(glob.glob("src/auxsel/tasks/*.py"))
+
+
+def archive_of(task):
+    spec = PARAMS["tasks"][task]
+    if spec["source"] == "builtin":
+        from auxsel.tasks.builtin import ARCHIVE_OF
+
+        return [f"data/raw/{ARCHIVE_OF[spec['dataset']]}"]
+    return []
+
+
+def prepare_inputs(task):
+    """A task's raw inputs: its archive folder, the encoder (text), or its local files."""
+    spec = PARAMS["tasks"][task]
+    inputs = archive_of(task)
+    model = PARAMS["model"]
+    if model["encoder"] == "hf" and model["name_or_path"].startswith("builtin:"):
+        inputs.append("data/raw/" + model["name_or_path"].split(":", 1)[1])
+    if spec["source"] == "files":
+        files = spec["data_files"]
+        inputs += list(files.values()) if isinstance(files, dict) else [files] if isinstance(files, str) else files
+    return inputs
+
+
+def all_outputs():
+    return expand("data/prepared/{task}", task=TASKS)

@@ -1,0 +1,39 @@
+# Data: fetch the pinned archives (on the submit host: compute nodes often have no internet),
+# then prepare every task defined in params.yaml.
+
+
+localrules:
+    fetch,
+
+
+rule fetch:
+    input:
+        "stages/fetch.py",
+        "src/auxsel/archives.py",
+    output:
+        directory("data/raw/{archive}"),
+    log:
+        "logs/fetch/{archive}.log",
+    shell:
+        "python -m stages.fetch --archive {wildcards.archive} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        "stages/prepare.py",
+        TASK_CODE,
+        lambda w: prepare_inputs(w.task),
+    output:
+        directory("data/prepared/{task}"),
+    params:
+        spec=lambda w: PARAMS["tasks"][w.task],
+        seed=PARAMS["prepare"]["seed"],
+        model=PARAMS["model"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    log:
+        "logs/prepare/{task}.log",
+    shell:
+        "python -m stages.prepare --task {wildcards.task} > {log} 2>&1"
