@@ -52,3 +52,72 @@ def run(main: Callable[[], None]) -> None:
     except AuxselError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def model_spec(params: dict[str, Any]) -> dict[str, Any]:
+    """params.model -> the library's model spec (paths resolved here, not in the library)."""
+    m = params["model"]
+    if m["kind"] == "lenet":
+        return {"kind": "lenet", "hidden": m["hidden"], "channels": list(m["channels"])}
+    return {"kind": "hf", "name_or_path": resolve_model_path(m["name_or_path"]), "freeze_layers": m["freeze_layers"]}
+
+
+def load_tasks(params: dict[str, Any], names: list[str]):
+    """TaskData for the target (train/dev/test) and auxiliaries (train only)."""
+    from auxsel.tasks.load import load_task
+
+    target = params["target"]
+    return {n: load_task(PREPARED / n, ("train", "dev", "test") if n == target else ("train",)) for n in names}
+
+
+def train_section(params: dict[str, Any]) -> dict[str, Any]:
+    section = dict(params["train"])
+    section["device"] = params["device"]
+    return section
+
+
+def training_run(
+    params: dict[str, Any],
+    stage: str,
+    method: str,
+    auxiliaries: list[str],
+    seed: int,
+    out: Path,
+    weights: dict[str, float] | None = None,
+    save_model: bool = True,
+    label: str | None = None,
+) -> None:
+    """Train target + auxiliaries with `method` and write the run's artifacts atomically to `out`.
+
+    The model's initialisation is seeded by (global seed, target, seed) only, so the baseline,
+    each screening run and each final run of one seed start from the same weights: gains are
+    paired.
+    """
+    from auxsel import artifacts, runs
+    from auxsel.methods import run_method
+    from auxsel.models import build_model, save_model as save
+    from auxsel.seeding import derive_seed
+
+    set_threads(params["threads"])
+    target = params["target"]
+    names = [target, *auxiliaries]
+    tasks = load_tasks(params, names)
+    section = {} if method in ("single", "uniform", "fixed") else params.get(method, {})
+    slice_ = {k: params[k] for k in ("seed", "target", "model", "train", "device")}
+    slice_.update(method=method, options=section, auxiliaries=auxiliaries, weights=weights)
+    prov = artifacts.Provenance(stage, slice_, [PREPARED / n for n in names], device=params["device"])
+    init_seed = derive_seed(params["seed"], "init", target, seed)
+    run_seed = derive_seed(params["seed"], stage, target, ",".join(auxiliaries), seed)
+    model = build_model(model_spec(params), {n: tasks[n].num_classes for n in names}, seed=init_seed)
+    result = run_method(method, model, tasks, target, seed=run_seed, train=train_section(params), options=section or None, weights=weights)
+    with artifacts.atomic_dir(out) as tmp:
+        runs.write_result(tmp, result, stage, label or method, target, auxiliaries, seed)
+        if save_model:
+            model.load_state_dict(result.state)
+            save(model, tmp / "model.safetensors")
+        artifacts.write_json({"final_weights": result.final_weights, "best_epoch": result.best_epoch,
+                              "epochs_run": result.epochs_run, "metrics": result.metrics}, tmp / "summary.json")
+        prov.write(tmp, init_seed=init_seed, run_seed=run_seed)
+    dev = result.metrics.get("dev", {})
+    test = result.metrics.get("test", {})
+    print(f"{stage} {label or method} [{', '.join(names)}] seed {seed}: dev {dev} test {test} weights {result.final_weights}")

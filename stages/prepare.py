@@ -25,7 +25,7 @@ def main() -> None:
     inputs = [_common.RAW / builtin.ARCHIVE_OF[spec["dataset"]]] if spec["source"] == "builtin" else []
     prov = artifacts.Provenance("prepare", {"task": spec, "prepare": params["prepare"], "model": model}, inputs)
     tokenizer = None
-    if model["encoder"] == "hf":
+    if model["kind"] == "hf":
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(_common.resolve_model_path(model["name_or_path"]))

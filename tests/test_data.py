@@ -213,7 +213,7 @@ def test_files_csv_text_source(tmp_path: Path, raw_dir: Path):
     path = tmp_path / "mine.csv"
     pacsv.write_csv(pa.table({"text": [f"review number {i} is {'good' if i % 2 else 'bad'}" for i in range(40)], "digit": [["bad", "good"][i % 2] for i in range(40)]}), path)
     params = files_params(str(path), inputs=["text"], label_names=["bad", "good"], num_classes=2)
-    params["model"] = {"encoder": "hf", "name_or_path": "builtin:minilm", "max_length": 16}
+    params["model"] = {"kind": "hf", "name_or_path": "builtin:minilm", "max_length": 16}
     params["fetch"] = {"archives": ["minilm"]}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(tmp_path, "prepare", "--task", "mine")

@@ -50,7 +50,11 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
-    pq.write_table(table, path, compression="zstd")
+    """Parquet written to a temp file and renamed, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
 
 
 def write_json(obj: Any, path: Path) -> None:
@@ -114,11 +118,11 @@ class Provenance:
         }
         self._t0 = time.perf_counter()
 
-    def write(self, directory: Path, **extra: Any) -> None:
+    def write(self, directory: Path, filename: str = "provenance.json", **extra: Any) -> None:
         self.record.update(extra)
         self.record["end"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.record["wall_seconds"] = round(time.perf_counter() - self._t0, 3)
-        write_json(self.record, Path(directory) / "provenance.json")
+        write_json(self.record, Path(directory) / filename)
 
 
 def _hash_input(path: Path) -> str | None:

@@ -89,7 +89,7 @@ def validate(params: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 def required_archives(params: dict[str, Any]) -> set[str]:
     needed = {ARCHIVE_OF[t["dataset"]] for t in params["tasks"].values() if t["source"] == "builtin" and t.get("dataset") in ARCHIVE_OF}
     model = params.get("model", {})
-    if model.get("encoder") == "hf" and model.get("name_or_path", "").startswith("builtin:"):
+    if model.get("kind") == "hf" and model.get("name_or_path", "").startswith("builtin:"):
         needed.add(model["name_or_path"].split(":", 1)[1])
     return needed
 

@@ -21,8 +21,20 @@ validate(config, SCHEMA)
 PARAMS = _checked
 
 TASKS = sorted(PARAMS["tasks"])
-LIB = sorted(glob.glob("src/auxsel/*.py"))
+TARGET = PARAMS["target"]
+CANDIDATES = PARAMS["candidates"]
+SEEDS = PARAMS["seeds"]
+THREADS = PARAMS["threads"]
+# training rules ask the cluster for a GPU only when the params ask for cuda
+GPU = 1 if PARAMS["device"] == "cuda" else 0
 TASK_CODE = sorted(glob.glob("src/auxsel/tasks/*.py"))
+TRAIN_CODE = sorted(
+    ["stages/_common.py", "src/auxsel/runs.py", "src/auxsel/train.py", "src/auxsel/tasks/load.py"]
+    + glob.glob("src/auxsel/methods/*.py")
+    + glob.glob("src/auxsel/models/*.py")
+)
+# the params each training stage reads (Snakemake reruns a job when they change)
+TRAIN_PARAMS = {k: PARAMS[k] for k in ("seed", "target", "model", "train", "device", "threads")}
 
 
 def archive_of(task):
@@ -39,7 +51,7 @@ def prepare_inputs(task):
     spec = PARAMS["tasks"][task]
     inputs = archive_of(task)
     model = PARAMS["model"]
-    if model["encoder"] == "hf" and model["name_or_path"].startswith("builtin:"):
+    if model["kind"] == "hf" and model["name_or_path"].startswith("builtin:"):
         inputs.append("data/raw/" + model["name_or_path"].split(":", 1)[1])
     if spec["source"] == "files":
         files = spec["data_files"]
@@ -47,5 +59,14 @@ def prepare_inputs(task):
     return inputs
 
 
+def final_methods():
+    return PARAMS["final"]["methods"]
+
+
 def all_outputs():
-    return expand("data/prepared/{task}", task=TASKS)
+    return [
+        *expand("data/prepared/{task}", task=TASKS),
+        "results/selection.json",
+        *expand("results/final/{method}/seed-{seed}", method=final_methods(), seed=SEEDS),
+        "results/report/index.html",
+    ]

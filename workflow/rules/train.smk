@@ -1,0 +1,67 @@
+# Training: single-task baselines, pairwise screening of each candidate, final runs.
+
+
+rule baseline:
+    input:
+        "stages/baseline.py",
+        TRAIN_CODE,
+        f"data/prepared/{TARGET}",
+    output:
+        directory("results/baseline/{task}/seed-{seed}"),
+    params:
+        train=TRAIN_PARAMS,
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPU,
+    log:
+        "logs/baseline/{task}/seed-{seed}.log",
+    shell:
+        "python -m stages.baseline --task {wildcards.task} --seed {wildcards.seed} > {log} 2>&1"
+
+
+rule screen:
+    input:
+        "stages/screen.py",
+        TRAIN_CODE,
+        f"data/prepared/{TARGET}",
+        "data/prepared/{aux}",
+    output:
+        directory("results/screen/{aux}/seed-{seed}"),
+    params:
+        train=TRAIN_PARAMS,
+        screen=PARAMS["screen"],
+        method=lambda w: PARAMS[PARAMS["screen"]["method"]],
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=GPU,
+    log:
+        "logs/screen/{aux}/seed-{seed}.log",
+    shell:
+        "python -m stages.screen --aux {wildcards.aux} --seed {wildcards.seed} > {log} 2>&1"
+
+
+rule final:
+    input:
+        "stages/final.py",
+        TRAIN_CODE,
+        expand("data/prepared/{task}", task=[TARGET, *CANDIDATES]),
+        "results/selection.json",
+    output:
+        directory("results/final/{method}/seed-{seed}"),
+    params:
+        train=TRAIN_PARAMS,
+        candidates=CANDIDATES,
+        methods={k: PARAMS[k] for k in ("avil", "avil_literal", "diw")},
+    threads: THREADS
+    resources:
+        mem_mb=6000,
+        runtime=120,
+        gpu=GPU,
+    log:
+        "logs/final/{method}/seed-{seed}.log",
+    shell:
+        "python -m stages.final --method {wildcards.method} --seed {wildcards.seed} > {log} 2>&1"
