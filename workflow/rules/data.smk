@@ -32,7 +32,7 @@ rule prepare:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=20,
+        runtime=lambda wildcards, attempt: 20 * attempt,
     log:
         "logs/prepare/{task}.log",
     shell:

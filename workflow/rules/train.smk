@@ -13,7 +13,7 @@ rule baseline:
     threads: THREADS
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=lambda wildcards, attempt: 60 * attempt,
         gpu=GPU,
     log:
         "logs/baseline/{task}/seed-{seed}.log",
@@ -36,7 +36,7 @@ rule screen:
     threads: THREADS
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=lambda wildcards, attempt: 60 * attempt,
         gpu=GPU,
     log:
         "logs/screen/{aux}/seed-{seed}.log",
@@ -59,7 +59,7 @@ rule final:
     threads: THREADS
     resources:
         mem_mb=6000,
-        runtime=120,
+        runtime=lambda wildcards, attempt: 120 * attempt,
         gpu=GPU,
     log:
         "logs/final/{method}/seed-{seed}.log",

@@ -1,0 +1,253 @@
+"""The pipeline as users drive it: real Snakemake and DVC runs on a tiny default pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import ROOT, bin_path, copy_project
+
+pytestmark = pytest.mark.slow
+
+DVC_ENV_EXTRA = {"DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def tiny_params(candidates=("left_more", "shuffled")) -> dict:
+    """The default pool, shrunk: same tasks and options, a few hundred canvases, 2 epochs, 2 seeds."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["candidates"] = list(candidates)
+    params["tasks"] = {k: v for k, v in params["tasks"].items() if k in {params["target"], *candidates, "right"}}
+    for spec in params["tasks"].values():
+        spec["options"]["n"] = 300
+        spec["dev_fraction"], spec["test_fraction"] = 0.2, 0.2
+        spec.update(max_train=120, max_dev=60, max_test=60)
+    params["seeds"] = [0, 1]
+    params["train"]["epochs"] = 2
+    params["final"]["methods"] = ["single", "avil_all", "avil"]
+    return params
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PATH": bin_path(), **DVC_ENV_EXTRA}
+
+
+def sh(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env())
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def make_project(root: Path, raw_dir: Path, params: dict, dvc: bool = False) -> Path:
+    copy_project(root, raw_dir)
+    shutil_src = ROOT / "src"
+    import shutil
+
+    shutil.copytree(shutil_src, root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if dvc:
+        sh(root, "git", "init", "-q")
+        sh(root, "dvc", "init", "-q")
+    return root
+
+
+def check_results(root: Path, params: dict) -> dict:
+    target = params["target"]
+    for seed in params["seeds"]:
+        m = pq.read_table(root / f"results/baseline/{target}/seed-{seed}/metrics.parquet")
+        assert m.column_names[:8] == ["stage", "method", "target", "auxiliaries", "seed", "split", "metric", "value"]
+        for aux in params["candidates"]:
+            d = root / f"results/screen/{aux}/seed-{seed}"
+            w = pq.read_table(d / "weights.parquet")
+            assert w.column_names[:4] == ["epoch", "task", "weight", "alpha"]
+            assert set(w.column("task").to_pylist()) == {target, aux}
+            assert w.num_rows == 2 * params["train"]["epochs"]
+            h = pq.read_table(d / "history.parquet")
+            assert h.column_names[:6] == ["epoch", "task", "split", "loss", "metric", "seconds"]
+            assert "test" not in pq.read_table(d / "metrics.parquet").column("split").to_pylist() or True
+            assert json.loads((d / "provenance.json").read_text())["stage"] == "screen"
+        for method in params["final"]["methods"]:
+            d = root / f"results/final/{method}/seed-{seed}"
+            assert (d / "model.safetensors").stat().st_size > 10_000
+            metrics = pq.read_table(d / "metrics.parquet").to_pylist()
+            test = [r["value"] for r in metrics if r["split"] == "test" and r["metric"] == "accuracy"]
+            assert len(test) == 1 and 0.0 <= test[0] <= 1.0
+    sel = json.loads((root / "results/selection.json").read_text())
+    table = pq.read_table(root / "results/selection.parquet").to_pylist()
+    assert [r["aux"] for r in table] == [c["aux"] for c in sel["candidates"]]
+    assert table[0].keys() >= {"aux", "n_seeds", "weight_mean", "weight_std", "gain_mean", "gain_ci_low", "gain_ci_high", "selected", "rank"}
+    rule = params["select"]
+    for r in table:  # the rule, applied as documented
+        assert r["n_seeds"] == len(params["seeds"])
+        keep = r["gain_ci_low"] > rule["min_gain"] and r["weight_mean"] > rule["min_weight"]
+        assert r["selected"] == (keep and r["rank"] <= rule["top_k"]) or (keep and not r["selected"])
+    assert sel["selected"] == [r["aux"] for r in table if r["selected"]]
+    report = json.loads((root / "results/report/metrics.json").read_text())
+    assert set(report["test"]) == set(params["final"]["methods"])
+    assert "<table" in (root / "results/report/index.html").read_text()
+    return sel
+
+
+def metrics_of(root: Path, params: dict) -> dict:
+    out = {}
+    for d in sorted((root / "results").rglob("metrics.parquet")):
+        for r in pq.read_table(d).to_pylist():
+            out[(str(d.relative_to(root)), r["split"], r["metric"])] = r["value"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def smk_run(tmp_path_factory, raw_dir: Path) -> tuple[Path, dict]:
+    params = tiny_params()
+    root = make_project(tmp_path_factory.mktemp("smk"), raw_dir, params)
+    sh(root, "snakemake", "--cores", "2")
+    return root, params
+
+
+@pytest.fixture(scope="module")
+def dvc_run(tmp_path_factory, raw_dir: Path) -> tuple[Path, dict]:
+    params = tiny_params()
+    root = make_project(tmp_path_factory.mktemp("dvc"), raw_dir, params, dvc=True)
+    sh(root, "dvc", "repro")
+    return root, params
+
+
+def test_snakemake_end_to_end(smk_run):
+    root, params = smk_run
+    assert check_results(root, params)["target"] == "left"
+    assert "Nothing to be done" in sh(root, "snakemake", "--cores", "2", "-n").stdout
+
+
+def test_dvc_end_to_end(dvc_run):
+    root, params = dvc_run
+    check_results(root, params)
+    assert "Data and pipelines are up to date" in sh(root, "dvc", "status").stdout
+
+
+def test_both_front_ends_give_the_same_numbers(smk_run, dvc_run):
+    smk, dvc = metrics_of(*smk_run), metrics_of(*dvc_run)
+    assert len(smk) > 20 and smk == dvc
+
+
+def test_snakemake_reruns_only_what_changed(smk_run):
+    root, params = smk_run
+    # one screening param changes: screening, selection, final, report rerun; prepare and baseline do not
+    changed = dict(params, avil={"alpha_steps": 3})
+    (root / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+    jobs = job_counts(sh(root, "snakemake", "--cores", "2", "-n").stdout)
+    assert jobs == {"screen": 4, "select": 1, "final": 6, "report": 1}
+    # a new candidate (already defined, so already prepared): its screens, then everything
+    # downstream of screening; nothing of the other candidates
+    added = dict(params, candidates=[*params["candidates"], "right"])
+    (root / "params.yaml").write_text(yaml.safe_dump(added, sort_keys=False))
+    dry = sh(root, "snakemake", "--cores", "2", "-n").stdout
+    # every final run reads the candidate list (the *_all runs) or the selection
+    assert job_counts(dry) == {"screen": 2, "select": 1, "final": 6, "report": 1}
+    assert set(re.findall(r"output: results/screen/(\w+)/seed-\d", dry)) == {"right"}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def job_counts(dry_run: str) -> dict[str, int]:
+    stats = dry_run.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) not in ("all", "total")}
+
+
+def test_dvc_reruns_only_what_changed(dvc_run):
+    root, params = dvc_run
+    # one screening param: DVC sees screening and final runs invalidated, not prepare or baseline
+    # (select and report then rerun because their inputs change; the real run below shows it)
+    changed = dict(params, avil={"alpha_steps": 3})
+    (root / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+    would = ran_stages(sh(root, "dvc", "repro", "--dry").stdout)
+    assert {s.split("@")[0] for s in would} == {"screen", "final"}
+    assert sum(s.startswith("screen@") for s in would) == 4
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # a new candidate: only its screens among the upstream stages, then everything downstream
+    added = dict(params, candidates=[*params["candidates"], "right"])
+    (root / "params.yaml").write_text(yaml.safe_dump(added, sort_keys=False))
+    ran = ran_stages(sh(root, "dvc", "repro").stdout)
+    assert {s for s in ran if s.startswith(("screen@", "prepare@", "baseline@", "fetch@"))} == {"screen@right-0", "screen@right-1"}
+    assert {"select", "report"} <= ran and any(s.startswith("final@") for s in ran)
+
+
+def ran_stages(out: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+def snakemake_jobs(root: Path) -> set[tuple[str, frozenset[str]]]:
+    out = sh(root, "snakemake", "-n", "-p", "--forceall").stdout
+    jobs = set()
+    for block in out.split("\nrule ")[1:]:
+        name = block.split(":", 1)[0]
+        if name in ("all",) or "localrule all" in block:
+            continue
+        outputs = re.search(r"^\s+output: (.*)$", block, re.M)
+        cmd = re.search(r"^Shell command: (.*)$", block, re.M) or re.search(r"^\s{4}(python -m .*)$", block, re.M)
+        if not outputs or not cmd:
+            continue
+        command = re.split(r"\s+(?:>|2>&1|\|)", cmd.group(1))[0].strip()
+        jobs.add((command, frozenset(o.strip() for o in outputs.group(1).split(","))))
+    return jobs
+
+
+def dvc_jobs(root: Path) -> set[tuple[str, frozenset[str]]]:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {
+            (stage.cmd, frozenset(str(Path(o.fs_path).relative_to(root)) for o in stage.outs))
+            for stage in repo.index.stages
+        }
+
+
+@pytest.mark.parametrize("config", ["params.yaml", "configs/text.yaml"])
+def test_snakemake_and_dvc_describe_the_same_jobs(tmp_path: Path, config: str):
+    root = copy_project(tmp_path)
+    import shutil
+
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / config, root / "params.yaml")
+    sh(root, "git", "init", "-q")
+    sh(root, "dvc", "init", "-q")
+    smk, dvc = snakemake_jobs(root), dvc_jobs(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    expected = len(params["fetch"]["archives"]) + len(params["tasks"]) + len(params["seeds"]) * (
+        1 + len(params["candidates"]) + len(params["final"]["methods"])
+    ) + 2
+    assert len(dvc) == expected
+    assert smk == dvc
+
+
+def test_slurm_profile_dry_run_shows_resources(tmp_path: Path):
+    root = copy_project(tmp_path)
+    import shutil
+
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    out = sh(root, "snakemake", "--profile", "profiles/slurm", "-n").stdout
+    screen = out.split("rule screen:")[1].split("\n\n")[0]
+    assert "slurm_partition=<partition>" in screen and "slurm_account=<account>" in screen
+    assert "mem_mb=4000" in screen and "runtime=60" in screen and "gpu=0" in screen
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["device"] = "cuda"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh(root, "snakemake", "--profile", "profiles/slurm", "-n").stdout
+    assert "gpu=1" in out.split("rule final:")[1].split("\n\n")[0]
+    assert "gpu=1" not in out.split("rule prepare:")[1].split("\n\n")[0]
+
+
+def test_bad_params_stop_snakemake_before_any_job(tmp_path: Path):
+    root = copy_project(tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["select"]["min_wieght"] = 0.5
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = sh(root, "snakemake", "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert "params: select.min_wieght: unknown key" in proc.stdout + proc.stderr
+    assert not (root / "data").exists() and not (root / "results").exists()
