@@ -30,6 +30,7 @@ def main() -> None:
         "test": {r["method"]: {"mean": r["mean"], "std": r["std"]} for r in table},
     }
     artifacts.write_json(metrics, out / "metrics.json")
+    write_plot_data(params, out, metric)
     cand = "".join(
         f"<tr><td>{c['rank']}</td><td>{html.escape(c['aux'])}</td><td>{c['weight_mean']:.3f} ± {c['weight_std']:.3f}</td>"
         f"<td>{c['gain_mean']:+.4f}</td><td>[{c['gain_ci_low']:+.4f}, {c['gain_ci_high']:+.4f}]</td>"
@@ -52,6 +53,36 @@ def main() -> None:
     tmp.write_text(page)
     tmp.replace(out / "index.html")
     print(format_final(table, metric))
+
+
+def write_plot_data(params: dict, out, metric: str) -> None:
+    """Per-epoch series for `dvc plots`: screened weights per candidate, final dev curves."""
+    import pyarrow.compute as pc
+
+    rows = []
+    for aux in params["candidates"]:
+        for seed in params["seeds"]:
+            w = pq.read_table(_common.RESULTS / "screen" / aux / f"seed-{seed}" / "weights.parquet")
+            w = w.filter(pc.equal(w.column("task"), aux))
+            rows += [{"epoch": e, "candidate": aux, "seed": seed, "weight": v} for e, v in zip(w.column("epoch").to_pylist(), w.column("weight").to_pylist())]
+    _csv(rows, out / "screen_weights.csv")
+    rows = []
+    for method in params["final"]["methods"]:
+        for seed in params["seeds"]:
+            h = pq.read_table(_common.RESULTS / "final" / method / f"seed-{seed}" / "history.parquet").to_pylist()
+            rows += [{"epoch": r["epoch"], "method": method, "seed": seed, "dev_metric": r["metric"]} for r in h if r["split"] == "dev" and r["task"] == params["target"]]
+    _csv(rows, out / "final_dev.csv")
+
+
+def _csv(rows: list[dict], path) -> None:
+    import csv
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ rule report:
     output:
         "results/report/index.html",
         "results/report/metrics.json",
+        "results/report/screen_weights.csv",
+        "results/report/final_dev.csv",
     log:
         "logs/report.log",
     shell:
