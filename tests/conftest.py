@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["Snakefile", "dvc.yaml", "params.yaml", "workflow", "stages", "profiles", "configs", ".dvcignore"]
+PROJECT_FILES = ["Snakefile", "dvc.yaml", "params.yaml", "workflow", "stages", "profiles", "configs", ".dvcignore", "constraints.txt"]
 
 
 @pytest.fixture(scope="session")

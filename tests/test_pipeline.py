@@ -251,3 +251,12 @@ def test_bad_params_stop_snakemake_before_any_job(tmp_path: Path):
     assert proc.returncode != 0
     assert "params: select.min_wieght: unknown key" in proc.stdout + proc.stderr
     assert not (root / "data").exists() and not (root / "results").exists()
+
+
+def test_snakemake_lint_is_clean(tmp_path: Path):
+    root = copy_project(tmp_path)
+    import shutil
+
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    out = sh(root, "snakemake", "--lint").stdout
+    assert "Congratulations, your workflow is in a good condition!" in out

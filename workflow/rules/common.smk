@@ -52,7 +52,7 @@ def prepare_inputs(task):
     inputs = archive_of(task)
     model = PARAMS["model"]
     if model["kind"] == "hf" and model["name_or_path"].startswith("builtin:"):
-        inputs.append("data/raw/" + model["name_or_path"].split(":", 1)[1])
+        inputs.append(f"data/raw/{model['name_or_path'].split(':', 1)[1]}")
     if spec["source"] == "files":
         files = spec["data_files"]
         inputs += list(files.values()) if isinstance(files, dict) else [files] if isinstance(files, str) else files

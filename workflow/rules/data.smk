@@ -12,6 +12,8 @@ rule fetch:
         "src/auxsel/archives.py",
     output:
         directory("data/raw/{archive}"),
+    conda:
+        "../envs/auxsel.yaml"
     log:
         "logs/fetch/{archive}.log",
     shell:
@@ -33,6 +35,8 @@ rule prepare:
     resources:
         mem_mb=4000,
         runtime=lambda wildcards, attempt: 20 * attempt,
+    conda:
+        "../envs/auxsel.yaml"
     log:
         "logs/prepare/{task}.log",
     shell:

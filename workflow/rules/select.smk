@@ -15,6 +15,8 @@ rule select:
         select=PARAMS["select"],
         candidates=CANDIDATES,
         seeds=SEEDS,
+    conda:
+        "../envs/auxsel.yaml"
     log:
         "logs/select.log",
     shell:
@@ -31,6 +33,8 @@ rule report:
         "results/report/metrics.json",
         "results/report/screen_weights.csv",
         "results/report/final_dev.csv",
+    conda:
+        "../envs/auxsel.yaml"
     log:
         "logs/report.log",
     shell:

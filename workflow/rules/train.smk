@@ -15,6 +15,8 @@ rule baseline:
         mem_mb=4000,
         runtime=lambda wildcards, attempt: 60 * attempt,
         gpu=GPU,
+    conda:
+        "../envs/auxsel.yaml"
     log:
         "logs/baseline/{task}/seed-{seed}.log",
     shell:
@@ -38,6 +40,8 @@ rule screen:
         mem_mb=4000,
         runtime=lambda wildcards, attempt: 60 * attempt,
         gpu=GPU,
+    conda:
+        "../envs/auxsel.yaml"
     log:
         "logs/screen/{aux}/seed-{seed}.log",
     shell:
@@ -61,6 +65,8 @@ rule final:
         mem_mb=6000,
         runtime=lambda wildcards, attempt: 120 * attempt,
         gpu=GPU,
+    conda:
+        "../envs/auxsel.yaml"
     log:
         "logs/final/{method}/seed-{seed}.log",
     shell:
