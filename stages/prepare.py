@@ -44,5 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-
     _common.run(main)
