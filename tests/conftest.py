@@ -67,3 +67,14 @@ def run_stage(cwd: Path, stage: str, *args: str, check: bool = True) -> subproce
 def bin_path() -> str:
     """PATH with this interpreter's bin first, so `python`, `snakemake` and `dvc` are ours."""
     return f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.fixture(scope="session")
+def smk_run(tmp_path_factory, raw_dir: Path) -> tuple[Path, dict]:
+    """The tiny default pool run once by `snakemake --cores 2` (shared by pipeline and SLURM tests)."""
+    from test_pipeline import make_project, sh, tiny_params
+
+    params = tiny_params()
+    root = make_project(tmp_path_factory.mktemp("smk"), raw_dir, params)
+    sh(root, "snakemake", "--cores", "2")
+    return root, params

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import ROOT, bin_path, copy_project
+from conftest import ROOT, bin_path, copy_project, smk_run  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -101,14 +101,6 @@ def metrics_of(root: Path, params: dict) -> dict:
         for r in pq.read_table(d).to_pylist():
             out[(str(d.relative_to(root)), r["split"], r["metric"])] = r["value"]
     return out
-
-
-@pytest.fixture(scope="module")
-def smk_run(tmp_path_factory, raw_dir: Path) -> tuple[Path, dict]:
-    params = tiny_params()
-    root = make_project(tmp_path_factory.mktemp("smk"), raw_dir, params)
-    sh(root, "snakemake", "--cores", "2")
-    return root, params
 
 
 @pytest.fixture(scope="module")
