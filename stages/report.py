@@ -1,88 +1,174 @@
-"""Report: results/report/index.html and metrics.json (headline numbers for `dvc metrics`)."""
+"""Report: results/report/ — index.html (self-contained), metrics.json (`dvc metrics`), per-epoch
+CSVs (`dvc plots`), figures/*.png (Snakemake's report) and provenance.json; prints the decision
+and the final comparison."""
 
 from __future__ import annotations
 
-import html
+import csv
 import json
+import math
+from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from auxsel import artifacts
-from auxsel.report import final_table, format_final
+from auxsel.errors import AuxselError
+from auxsel.report import bands, final_table, format_final, format_screen, learned, mean_by_epoch, plots, provenance_table, wide
+from auxsel.report.html import Figure, page
 from stages import _common
+
+OUT = _common.RESULTS / "report"
+METHOD_NAMES = {"avil_literal": "αVIL (literal)", "avil": "αVIL", "diw": "DIW", "uniform": "uniform", "fixed": "fixed"}
+
+
+def method_name(method: str) -> str:
+    """`avil_all` -> αVIL, `diw_all` -> DIW, `avil_literal_all` -> αVIL (literal)."""
+    return next((v for k, v in METHOD_NAMES.items() if method.startswith(k)), method)
+
+
+def _need(path: Path, stage: str) -> Path:
+    if not path.is_file():
+        raise AuxselError(f"report: {path} is missing; run the {stage} stage first")
+    return path
+
+
+def _rows(path: Path, stage: str) -> list[dict[str, Any]]:
+    return pq.read_table(_need(path, stage)).to_pylist()
 
 
 def main() -> None:
     args = _common.parser(__doc__).parse_args()
     params = _common.load_params(args.params)
-    selection = json.loads((_common.RESULTS / "selection.json").read_text())
-    metric = selection["metric"]
-    rows = []
-    for method in params["final"]["methods"]:
-        for seed in params["seeds"]:
-            rows += pq.read_table(_common.RESULTS / "final" / method / f"seed-{seed}" / "metrics.parquet").to_pylist()
-    table = final_table(rows, metric)
-    out = _common.RESULTS / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = {
-        "target": selection["target"],
-        "selected": selection["selected"],
-        "test": {r["method"]: {"mean": r["mean"], "std": r["std"]} for r in table},
+    target, seeds, candidates, methods = params["target"], params["seeds"], params["candidates"], params["final"]["methods"]
+    res = _common.RESULTS
+    sel = json.loads(_need(res / "selection.json", "select").read_text())
+    cands = _rows(res / "selection.parquet", "select")
+    metric, rule = sel["metric"], sel["rule"]
+    prov = artifacts.Provenance("report", {"target": target, "candidates": candidates, "seeds": seeds, "final": params["final"]},
+                                [res / "selection.json", res / "selection.parquet"], device="cpu")
+
+    # screening: each candidate's weight trajectory in its pairwise run
+    screen_rows = []
+    for aux in candidates:
+        for s in seeds:
+            screen_rows += [dict(r, run=aux, seed=s) for r in _rows(res / "screen" / aux / f"seed-{s}" / "weights.parquet", "screen")
+                            if r["task"] in (target, aux)]
+    screen_bands = bands(screen_rows)
+    colors = plots.task_colors([target, *candidates], target)
+    screen_panel = {aux: screen_bands[aux][aux] for aux in candidates if aux in screen_bands.get(aux, {})}
+    if candidates and target in screen_bands.get(candidates[0], {}):
+        screen_panel = {target: screen_bands[candidates[0]][target], **screen_panel}
+    screen_name = method_name(params["screen"]["method"])
+
+    # final runs: test metric per method, dev curves, learned weight trajectories
+    metric_rows, dev_rows, final_weights, fixed = [], [], {}, []
+    for m in methods:
+        wrows = []
+        for s in seeds:
+            d = res / "final" / m / f"seed-{s}"
+            metric_rows += [dict(r, method=m) for r in _rows(d / "metrics.parquet", "final")]  # keyed by folder
+            dev_rows += [dict(r, method=m, seed=s) for r in _rows(d / "history.parquet", "final") if r["split"] == "dev" and r["task"] == target]
+            if (d / "weights.parquet").is_file():
+                wrows += [dict(r, run=m, seed=s) for r in pq.read_table(d / "weights.parquet").to_pylist()]
+        if wrows and learned(wrows):
+            final_weights[m] = bands(wrows)[m]
+        else:
+            fixed.append(m)
+    table = final_table(metric_rows, metric)
+    missing = [m for m in methods if m not in {r["method"] for r in table}]
+    if missing:
+        raise AuxselError(f"report: no test {metric} in results/final/{missing[0]}/*/metrics.parquet")
+    order = {m: i for i, m in enumerate(methods)}
+    table.sort(key=lambda r: order[r["method"]])
+
+    records = []
+    for task in [target, *candidates]:
+        records += _provenance(_common.PREPARED / task / "provenance.json")
+    for s in seeds:
+        records += _provenance(res / "baseline" / target / f"seed-{s}" / "provenance.json")
+    for aux in candidates:
+        for s in seeds:
+            records += _provenance(res / "screen" / aux / f"seed-{s}" / "provenance.json")
+    records += _provenance(res / "selection.provenance.json")
+    for m in methods:
+        for s in seeds:
+            records += _provenance(res / "final" / m / f"seed-{s}" / "provenance.json")
+    prov_table = provenance_table(records)
+
+    shown = ", ".join(final_weights) or "none"
+    note = (f"Weight trajectories are drawn for the final runs whose weights change during training ({shown}); "
+            f"the others keep fixed weights: {', '.join(fixed) or 'none'}.")
+    figs = {
+        "gains": Figure("fig-gains", "Screening gains", f"Mean paired gain of the target's dev {metric} per candidate with its "
+                        f"{rule['confidence']:.0%} interval; green: selected, grey: dropped; labels give the weight (mean ± std).",
+                        plots.gains_forest(cands, metric, rule["confidence"], rule["min_gain"], target), "figures/gains.png"),
+        "screen_weights": Figure("fig-screen-weights", f"{screen_name} weights during screening",
+                                 f"Each candidate's {screen_name} weight per epoch in its pairwise run with {target}.",
+                                 plots.trajectories({f"{screen_name} screening: each candidate with {target}": screen_panel}, colors, target,
+                                                    f"{screen_name} screening weights"), "figures/screen_weights.png"),
+        "final_test": Figure("fig-final-test", "Final comparison", f"Test {metric} of {target} per final method.",
+                             plots.final_comparison(table, metric, target), "figures/final_test.png"),
+        "final_weights": Figure("fig-final-weights", "Weights during the final runs",
+                                "One panel per final method with learned weights, one line per task.",
+                                plots.trajectories({f"{m} ({method_name(m)})": p for m, p in final_weights.items()},
+                                                   colors, target, "Final-run weights"), "figures/final_weights.png"),
     }
-    artifacts.write_json(metrics, out / "metrics.json")
-    write_plot_data(params, out, metric)
-    cand = "".join(
-        f"<tr><td>{c['rank']}</td><td>{html.escape(c['aux'])}</td><td>{c['weight_mean']:.3f} ± {c['weight_std']:.3f}</td>"
-        f"<td>{c['gain_mean']:+.4f}</td><td>[{c['gain_ci_low']:+.4f}, {c['gain_ci_high']:+.4f}]</td>"
-        f"<td>{'kept' if c['selected'] else 'dropped'}: {html.escape(c['reason'])}</td></tr>"
-        for c in selection["candidates"]
-    )
-    fin = "".join(
-        f"<tr><td>{html.escape(r['method'])}{' (best)' if r['best'] else ''}</td><td>{r['mean']:.4f} ± {r['std']:.4f}</td>"
-        f"<td>{r['n_seeds']}</td><td>{html.escape(r['auxiliaries'] or '-')}</td></tr>"
-        for r in table
-    )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>auxsel: {html.escape(selection['target'])}</title></head>
-<body><h1>Auxiliary-task selection for {html.escape(selection['target'])}</h1>
-<h2>Screening (dev {html.escape(metric)} gain over single-task, paired by seed)</h2>
-<table border="1"><tr><th>rank</th><th>candidate</th><th>weight</th><th>gain</th><th>interval</th><th>decision</th></tr>{cand}</table>
-<h2>Final runs (test {html.escape(metric)}, mean ± std over seeds)</h2>
-<table border="1"><tr><th>method</th><th>test</th><th>seeds</th><th>auxiliaries</th></tr>{fin}</table>
-</body></html>"""
-    tmp = out / ".index.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(out / "index.html")
+    report_meta = dict(prov.record)
+    text = page(sel, cands, table, [figs["gains"], figs["screen_weights"]], [figs["final_test"], figs["final_weights"]], note,
+                prov_table, artifacts.params_hash(params), report_meta)
+
+    screen_means = mean_by_epoch([r for r in screen_rows if r["task"] == r["run"]], "run", "weight")
+    dev_means = mean_by_epoch(dev_rows, "method", "metric")
+    with artifacts.atomic_dir(OUT) as tmp:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the report is meant to be read
+        (tmp / "figures").mkdir()
+        for f in figs.values():
+            (tmp / f.file).write_bytes(f.png)
+        (tmp / "index.html").write_text(text, encoding="utf-8")
+        artifacts.write_json(_finite(headline(sel, cands, table)), tmp / "metrics.json")
+        _csv(wide({a: screen_means.get(a, {}) for a in candidates}), tmp / "screen_weights.csv", ["epoch", *candidates])
+        _csv(wide({m: dev_means.get(m, {}) for m in methods}), tmp / "final_dev.csv", ["epoch", *methods])
+        prov.write(tmp, stages=prov_table["stages"])
+    print(format_screen(cands, metric, rule["confidence"]))
+    print(f"selected: {', '.join(sel['selected']) or 'none'}\n")
     print(format_final(table, metric))
+    print(f"\nreport: {OUT / 'index.html'}")
 
 
-def write_plot_data(params: dict, out, metric: str) -> None:
-    """Per-epoch series for `dvc plots`: screened weights per candidate, final dev curves."""
-    import pyarrow.compute as pc
-
-    rows = []
-    for aux in params["candidates"]:
-        for seed in params["seeds"]:
-            w = pq.read_table(_common.RESULTS / "screen" / aux / f"seed-{seed}" / "weights.parquet")
-            w = w.filter(pc.equal(w.column("task"), aux))
-            rows += [{"epoch": e, "candidate": aux, "seed": seed, "weight": v} for e, v in zip(w.column("epoch").to_pylist(), w.column("weight").to_pylist())]
-    _csv(rows, out / "screen_weights.csv")
-    rows = []
-    for method in params["final"]["methods"]:
-        for seed in params["seeds"]:
-            h = pq.read_table(_common.RESULTS / "final" / method / f"seed-{seed}" / "history.parquet").to_pylist()
-            rows += [{"epoch": r["epoch"], "method": method, "seed": seed, "dev_metric": r["metric"]} for r in h if r["split"] == "dev" and r["task"] == params["target"]]
-    _csv(rows, out / "final_dev.csv")
+def headline(sel: dict[str, Any], cands: list[dict[str, Any]], table: list[dict[str, Any]]) -> dict[str, Any]:
+    """metrics.json: the selected set and the target's test metric per final method."""
+    return {
+        "target": sel["target"],
+        "metric": sel["metric"],
+        "selected": sel["selected"],
+        "n_selected": len(sel["selected"]),
+        "screen": {c["aux"]: {"selected": bool(c["selected"]), "weight": c["weight_mean"], "gain": c["gain_mean"]} for c in cands},
+        "test": {r["method"]: {"mean": r["mean"], "std": r["std"], "n_seeds": r["n_seeds"]} for r in table},
+        "best": [r["method"] for r in table if r["best"]],
+    }
 
 
-def _csv(rows: list[dict], path) -> None:
-    import csv
+def _finite(x: Any) -> Any:
+    """NaN and ±inf (one seed: no std, no interval) become null: strict JSON for DVC and browsers."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["epoch"])
+
+def _provenance(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    return [(str(path.parent if path.name == "provenance.json" else path), json.loads(path.read_text()))] if path.is_file() else []
+
+
+def _csv(rows: list[dict], path: Path, fields: list[str]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -431,6 +431,6 @@ def test_snakemake_builds_its_report_with_our_figures(tmp_path: Path, built):
         assert (proj / f"results/report/figures/{f}.png").stat().st_size > 5000
     sh(proj, "snakemake", "--report", "report.html")
     text = (proj / "report.html").read_text(encoding="utf-8", errors="replace")
-    assert len(text) > 50_000
+    assert len(text) > 50_000 and "auxsel: auxiliary-task selection for target" in text  # workflow/report/workflow.rst
     for label in ("dev gain per candidate", "screening weights per epoch", "test metric per method", "final-run weights per epoch"):
         assert label in text, label

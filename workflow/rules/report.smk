@@ -1,16 +1,65 @@
-# The report: HTML page, DVC metrics and plot data.
+# The report: HTML page, DVC metrics and plot data, figures for `snakemake --report report.html`.
+
+REPORT_CODE = sorted(glob.glob("src/auxsel/report/*.py"))
+
+
+report: "../report/workflow.rst"
 
 
 rule report:
     input:
         "stages/report.py",
+        REPORT_CODE,
         "results/selection.json",
+        "results/selection.parquet",
+        "results/selection.provenance.json",
+        expand("results/baseline/{task}/seed-{seed}", task=TARGET, seed=SEEDS),
+        expand("results/screen/{aux}/seed-{seed}", aux=CANDIDATES, seed=SEEDS),
         expand("results/final/{method}/seed-{seed}", method=final_methods(), seed=SEEDS),
     output:
-        "results/report/index.html",
+        report(
+            "results/report/index.html",
+            caption="../report/index.rst",
+            category="1. Overview",
+            labels={"figure": "full report (HTML)"},
+        ),
         "results/report/metrics.json",
         "results/report/screen_weights.csv",
         "results/report/final_dev.csv",
+        report(
+            "results/report/figures/gains.png",
+            caption="../report/gains.rst",
+            category="2. Screening",
+            labels={"figure": "dev gain per candidate"},
+        ),
+        report(
+            "results/report/figures/screen_weights.png",
+            caption="../report/screen_weights.rst",
+            category="2. Screening",
+            labels={"figure": "screening weights per epoch"},
+        ),
+        report(
+            "results/report/figures/final_test.png",
+            caption="../report/final_test.rst",
+            category="3. Final runs",
+            labels={"figure": "test metric per method"},
+        ),
+        report(
+            "results/report/figures/final_weights.png",
+            caption="../report/final_weights.rst",
+            category="3. Final runs",
+            labels={"figure": "final-run weights per epoch"},
+        ),
+        "results/report/provenance.json",
+    params:
+        # what the report reads from params.yaml (a change rebuilds it)
+        report={
+            "target": TARGET,
+            "candidates": CANDIDATES,
+            "seeds": SEEDS,
+            "methods": final_methods(),
+            "screen": PARAMS["screen"]["method"],
+        },
     conda:
         "../envs/auxsel.yaml"
     log:

@@ -1,0 +1,153 @@
+"""The report's numbers as plain rows: screening decision, final comparison, weight bands,
+provenance per stage, and the wide per-epoch tables for `dvc plots`.
+
+Everything here takes rows already read from the artifacts (the stage knows the file layout, the
+library does not) and returns rows, so the HTML page, the terminal table, the DVC metrics and the
+tests all read the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else math.nan
+
+
+def final_table(metric_rows: list[dict[str, Any]], metric: str, split: str = "test") -> list[dict[str, Any]]:
+    """Per final method: mean, std (ddof=1) and n of the target's `split` metric over seeds; the best
+    mean (ties included) marked. Methods keep their first-seen order; `values` lists each seed's value."""
+    by_method: dict[str, dict[int, float]] = {}
+    aux: dict[str, str] = {}
+    for r in metric_rows:
+        if r["split"] == split and r["metric"] == metric:
+            by_method.setdefault(r["method"], {})[r["seed"]] = r["value"]
+            aux[r["method"]] = r["auxiliaries"]
+    rows = []
+    for method, per_seed in by_method.items():
+        seeds = sorted(per_seed)
+        v = np.array([per_seed[s] for s in seeds], dtype=float)
+        rows.append({
+            "method": method,
+            "auxiliaries": aux[method],
+            "n_seeds": len(v),
+            "mean": float(v.mean()),
+            "std": _std(v),
+            "seeds": seeds,
+            "values": [float(x) for x in v],
+        })
+    best = max((r["mean"] for r in rows), default=None)
+    for r in rows:
+        r["best"] = r["mean"] == best
+    return rows
+
+
+def format_final(rows: list[dict[str, Any]], metric: str) -> str:
+    head = f"{'method':<18} {'test ' + metric:>20}  seeds  auxiliaries"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        mark = " *" if r["best"] else "  "
+        lines.append(f"{r['method']:<18} {r['mean']:>10.4f} ± {r['std']:<6.4f}{mark} {r['n_seeds']:>5}  {r['auxiliaries'] or '-'}")
+    return "\n".join(lines)
+
+
+def format_screen(candidates: list[dict[str, Any]], metric: str, confidence: float) -> str:
+    """The selection decision, one line per candidate (selection.parquet's columns)."""
+    ci = f"{confidence:.0%} interval"
+    head = f"{'rank':>4}  {'candidate':<16} {'weight':>13}  {'dev ' + metric + ' gain':>20}  {ci:>19}  decision"
+    lines = [head, "-" * len(head)]
+    for r in candidates:
+        lines.append(
+            f"{r['rank']:>4}  {r['aux']:<16} {r['weight_mean']:>6.3f} ± {r['weight_std']:<5.3f} {r['gain_mean']:>+12.4f}"
+            f"  [{r['gain_ci_low']:+.4f}, {r['gain_ci_high']:+.4f}]  {'KEEP' if r['selected'] else 'drop'}: {r['reason']}"
+        )
+    return "\n".join(lines)
+
+
+def bands(rows: Iterable[dict[str, Any]], key: str = "run") -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Weight rows (`key`, seed, epoch, task, weight) -> {run: {task: band}} with, per epoch, the mean,
+    min and max over seeds and the number of seeds. Runs and tasks keep their first-seen order."""
+    acc: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for r in rows:
+        acc.setdefault(r[key], {}).setdefault(r["task"], defaultdict(list))[int(r["epoch"])].append(float(r["weight"]))
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for run, tasks in acc.items():
+        out[run] = {}
+        for task, by_epoch in tasks.items():
+            epochs = sorted(by_epoch)
+            out[run][task] = {
+                "epoch": epochs,
+                "mean": [float(np.mean(by_epoch[e])) for e in epochs],
+                "low": [float(np.min(by_epoch[e])) for e in epochs],
+                "high": [float(np.max(by_epoch[e])) for e in epochs],
+                "n": [len(by_epoch[e]) for e in epochs],
+            }
+    return out
+
+
+def learned(rows: list[dict[str, Any]]) -> bool:
+    """Whether a run's weights change during training (αVIL, DIW) rather than stay fixed."""
+    first: dict[tuple[Any, str], float] = {}
+    for r in rows:
+        k = (r.get("seed"), r["task"])
+        w = float(r["weight"])
+        if k in first and not math.isclose(first[k], w, rel_tol=0, abs_tol=1e-12):
+            return True
+        first.setdefault(k, w)
+    return False
+
+
+def wide(series: dict[str, dict[int, float]], index: str = "epoch") -> list[dict[str, Any]]:
+    """{column: {epoch: value}} -> one row per epoch with one column per series (blank where a
+    series has no value), the shape `dvc plots` draws as one line per column."""
+    epochs = sorted({e for s in series.values() for e in s})
+    return [{index: e, **{name: s.get(e, "") for name, s in series.items()}} for e in epochs]
+
+
+def mean_by_epoch(rows: Iterable[dict[str, Any]], column: str, value: str) -> dict[str, dict[int, float]]:
+    """Long rows -> {rows[column]: {epoch: mean over seeds of rows[value]}}."""
+    acc: dict[str, dict[int, list[float]]] = {}
+    for r in rows:
+        acc.setdefault(r[column], defaultdict(list))[int(r["epoch"])].append(float(r[value]))
+    return {k: {e: float(np.mean(v)) for e, v in sorted(d.items())} for k, d in acc.items()}
+
+
+def provenance_table(records: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """(where, provenance.json) pairs -> per-stage rows (jobs, total and longest wall time, the
+    distinct params hashes, commits, devices, hosts), the package versions seen (with how many
+    jobs ran each one) and the per-job rows, in first-seen stage order."""
+    stages: dict[str, dict[str, Any]] = {}
+    packages: dict[str, dict[str, int]] = {}
+    jobs = []
+    for where, rec in records:
+        stage = rec.get("stage", "?")
+        s = stages.setdefault(stage, {"stage": stage, "jobs": 0, "wall_seconds": 0.0, "max_wall_seconds": 0.0,
+                                      "params_hashes": [], "commits": [], "devices": [], "hosts": [],
+                                      "start": None, "end": None})
+        wall = float(rec.get("wall_seconds") or 0.0)
+        s["jobs"] += 1
+        s["wall_seconds"] += wall
+        s["max_wall_seconds"] = max(s["max_wall_seconds"], wall)
+        git = rec.get("git") or {}
+        commit = git.get("commit")
+        commit = "none (not a git checkout)" if commit is None else commit + (" (dirty)" if git.get("dirty") else "")
+        for k, v in (("params_hashes", rec.get("params_hash")), ("commits", commit), ("devices", rec.get("device")), ("hosts", rec.get("host"))):
+            if v is not None and v not in s[k]:
+                s[k].append(v)
+        if rec.get("start") and (s["start"] is None or rec["start"] < s["start"]):
+            s["start"] = rec["start"]
+        if rec.get("end") and (s["end"] is None or rec["end"] > s["end"]):
+            s["end"] = rec["end"]
+        for name, version in (rec.get("packages") or {}).items():
+            v = "not installed" if version is None else str(version)
+            packages.setdefault(name, {})
+            packages[name][v] = packages[name].get(v, 0) + 1
+        jobs.append({"where": where, "stage": stage, "wall_seconds": wall, "params_hash": rec.get("params_hash"),
+                     "device": rec.get("device"), "start": rec.get("start"), "end": rec.get("end")})
+    return {"stages": list(stages.values()), "packages": packages, "jobs": jobs}
