@@ -58,7 +58,7 @@ def model_spec(params: dict[str, Any]) -> dict[str, Any]:
     """params.model -> the library's model spec (paths resolved here, not in the library)."""
     m = params["model"]
     if m["kind"] == "lenet":
-        return {"kind": "lenet", "hidden": m["hidden"], "channels": list(m["channels"])}
+        return {"kind": "lenet", "hidden": m["hidden"], "channels": list(m["channels"]), "normalize": m["normalize"]}
     return {"kind": "hf", "name_or_path": resolve_model_path(m["name_or_path"]), "freeze_layers": m["freeze_layers"]}
 
 

@@ -36,6 +36,13 @@ def raw_dir(tmp_path_factory, wheel_cache) -> Path:
     return root / "data" / "raw"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def real_data_env(raw_dir: Path) -> None:
+    """Point the library-level tests at the fetched MNIST and MiniLM (the real pinned data)."""
+    os.environ["AUXSEL_MNIST_PKL"] = str(raw_dir / "mnist" / "mnist.pkl.gz")
+    os.environ["AUXSEL_MINILM_DIR"] = str(raw_dir / "minilm")
+
+
 def copy_project(dest: Path, raw: Path | None = None) -> Path:
     """A temp copy of the project; data/raw is hard-linked (replace files there, never edit them)."""
     dest.mkdir(parents=True, exist_ok=True)

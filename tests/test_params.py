@@ -107,3 +107,10 @@ def test_schema_and_final_stage_agree_on_methods():
     from stages.final import FINAL_METHODS
 
     assert SCHEMA["properties"]["final"]["properties"]["methods"]["items"]["enum"] == FINAL_METHODS
+
+
+def test_schema_and_library_agree_on_model_keys():
+    from auxsel.models import _SPEC_KEYS
+
+    model_keys = set(SCHEMA["properties"]["model"]["properties"])
+    assert model_keys - {"max_length"} == set().union(*_SPEC_KEYS.values())  # max_length: the tokenizer's

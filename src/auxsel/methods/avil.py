@@ -1,0 +1,319 @@
+"""αVIL (α-Variable Importance Learning): task weights estimated from task-specific parameter
+updates δ_t, fitted on the target's dev loss between epochs.
+
+One implementation, every open choice a key of `AvilConfig`. Two presets:
+- `avil_literal`: the paper's method as far as its text can be recovered (DESIGN.md steps 1-4).
+- `avil` (default): the formulation that passes the controls (docs/methods.md has the evidence).
+
+Per epoch (both presets):
+  1. for every task t: from the shared θ, train on its epoch sample → δ_t = θ_t − θ (flat, K x P);
+  2. fit α on L_target(dev batch, θ + c·Σ_t α_t δ_t) (gradient ⟨∇θ L_dev(θ'), δ_t⟩, one
+     forward/backward per evaluation through `torch.func.functional_call`);
+  3. θ ← θ + c·Σ_t α_t δ_t;
+  4. update the weights w from α.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from auxsel.errors import AuxselError
+from auxsel.methods.flat import FlatParams
+from auxsel.train import Run, make_optimizer, to_device, upcast
+
+
+@dataclass
+class AvilConfig:
+    """αVIL options (params.yaml: the `avil` / `avil_literal` sections; keys map 1:1).
+
+    Defaults below are the `avil` preset; `AvilConfig.preset("avil_literal")` gives the literal one
+    (shown as "literal:").
+
+    Attributes:
+        rho: fraction of each task's training set sampled per epoch; None = `train.examples_per_task`
+            (default None; literal: None).
+        task_loss: "unit" trains every task update at loss weight 1 and applies weights only in the
+            merge; "weighted" trains task t on w_t·L_t (default "unit"; literal: "weighted").
+        keep_optimizer_state: each task keeps its own optimiser (momentum) across epochs; False
+            re-creates it every epoch (default True; literal: False).
+        heads: "own" - each task head takes its own full update, α mixes only the shared trunk;
+            "alpha" - α scales the whole δ_t, heads included (default "own"; literal: "alpha").
+        merge: "mean" - θ + Σ_t α_t δ_t / Σ_t w_t (a weighted average of the updates when α = w);
+            "sum" - θ + Σ_t α_t δ_t (default "mean"; literal: "sum").
+        alpha_param: "log" - α_t = exp(u_t) (α = s·π: step size s = Σα and split π = α/Σα, both free,
+            α stays > 0); "direct" - α itself, unconstrained (default "log"; literal: "direct").
+        alpha_init: "ones" - α ← 1 every epoch; "weights" - α ← w (warm start from the running
+            weights) (default "weights"; literal: "ones").
+        alpha_solver: "lbfgs" (strong-Wolfe line search), "adam" or "sgd" (default "lbfgs";
+            literal: "adam").
+        alpha_steps: solver budget; for lbfgs the number of dev-loss evaluations (each one
+            forward/backward on the dev batch), for adam/sgd the number of steps
+            (default 4; literal: 10).
+        alpha_lr: solver learning rate (default 1.0; literal: 0.05).
+        dev_batch: size of the fixed, seeded sample of the target's dev split used for every α fit;
+            None = the whole dev split (default 256; literal: None).
+        weight_update: "ema" - w_t ← max(floor, (1−β)·w_t + β·α_t/α_target), i.e. a moving average
+            of each task's α relative to the target's; "additive" - w_t ← max(0, w_t + α_t − 1)
+            (default "ema"; literal: "additive").
+        weight_ema: β of the moving average (default 0.3).
+        weight_floor: lower bound of a weight under "ema" (default 0.02).
+        weight_cap: upper bound of α_t/α_target in the "ema" update, so a fit that drives the
+            target's α toward 0 cannot blow the others' weights up (default 4.0).
+        hold_target_weight: keep the target's weight at 1 (weights of the others are read relative
+            to it, comparable across pairwise screens) (default True; literal: False).
+    """
+
+    rho: float | None = None
+    task_loss: str = "unit"
+    keep_optimizer_state: bool = True
+    heads: str = "own"
+    merge: str = "mean"
+    alpha_param: str = "log"
+    alpha_init: str = "weights"
+    alpha_solver: str = "lbfgs"
+    alpha_steps: int = 4
+    alpha_lr: float = 1.0
+    dev_batch: int | None = 256
+    weight_update: str = "ema"
+    weight_ema: float = 0.3
+    weight_floor: float = 0.02
+    weight_cap: float = 4.0
+    hold_target_weight: bool = True
+
+    _CHOICES = {
+        "task_loss": ("unit", "weighted"),
+        "heads": ("own", "alpha"),
+        "merge": ("mean", "sum"),
+        "alpha_param": ("log", "direct"),
+        "alpha_init": ("ones", "weights"),
+        "alpha_solver": ("lbfgs", "adam", "sgd"),
+        "weight_update": ("ema", "additive"),
+    }
+
+    def __post_init__(self) -> None:
+        for key, allowed in self._CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise AuxselError(f"avil.{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        if self.alpha_steps < 0:
+            raise AuxselError("avil.alpha_steps must be >= 0")
+        if self.rho is not None and not 0 < self.rho:
+            raise AuxselError("avil.rho must be > 0 or null")
+        if not 0 <= self.weight_floor <= self.weight_cap:
+            raise AuxselError("avil: need 0 <= weight_floor <= weight_cap")
+        if not 0 < self.weight_ema <= 1:
+            raise AuxselError("avil.weight_ema must be in (0, 1]")
+        if self.dev_batch is not None and self.dev_batch < 1:
+            raise AuxselError("avil.dev_batch must be >= 1 or null")
+
+    @classmethod
+    def preset(cls, method: str = "avil", overrides: dict[str, Any] | None = None) -> "AvilConfig":
+        base = cls() if method == "avil" else cls(**LITERAL) if method == "avil_literal" else None
+        if base is None:
+            raise AuxselError(f"no αVIL preset named {method!r} (avil, avil_literal)")
+        d = dict(overrides or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise AuxselError(f"{method}: unknown key(s) {unknown}; known: {sorted(known)}")
+        return replace(base, **d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+LITERAL: dict[str, Any] = dict(
+    rho=None, task_loss="weighted", keep_optimizer_state=False, heads="alpha", merge="sum", alpha_param="direct",
+    alpha_init="ones", alpha_solver="adam", alpha_steps=10, alpha_lr=0.05, dev_batch=None, weight_update="additive",
+    hold_target_weight=False,
+)
+
+
+class AlphaObjective:
+    """L_target(dev batch, θ + c·Σ_t α_t δ_t) as a function of α, via functional_call.
+
+    With heads="own", α mixes only the shared slice; task t's head gets θ_head + δ_t[head] (the
+    others' deltas are zero there), so the target's head is fixed during the fit."""
+
+    def __init__(self, model, flat: FlatParams, theta: torch.Tensor, deltas: torch.Tensor, scale: float,
+                 heads: str, batch: dict[str, torch.Tensor], labels: torch.Tensor, target: str) -> None:
+        self.model, self.flat, self.theta, self.deltas = model, flat, theta, deltas
+        self.scale, self.heads, self.batch, self.labels, self.target = scale, heads, batch, labels, target
+        if heads == "own":
+            s = flat.shared
+            self.fixed_tail = theta[s:] + deltas[:, s:].sum(0)
+
+    def params(self, alpha: torch.Tensor) -> torch.Tensor:
+        if self.heads == "alpha":
+            return self.theta + self.scale * (alpha @ self.deltas)
+        s = self.flat.shared
+        return torch.cat([self.theta[:s] + self.scale * (alpha @ self.deltas[:, :s]), self.fixed_tail])
+
+    @torch.no_grad()
+    def merge(self, alpha: torch.Tensor) -> torch.Tensor:
+        """The same θ' as `params`, accumulated task by task (θ + c·α_1·δ_1 + c·α_2·δ_2 + ...), so
+        that α = 1, c = 1 gives exactly θ + δ_1 + δ_2 + ... ."""
+        s = self.flat.shared if self.heads == "own" else self.theta.numel()
+        out = self.theta.clone()
+        for k in range(len(alpha)):
+            coef = float(self.scale * alpha[k])
+            out[:s] += self.deltas[k, :s] if coef == 1.0 else coef * self.deltas[k, :s]
+            if s < out.numel():
+                out[s:] += self.deltas[k, s:]
+        return out
+
+    def __call__(self, alpha: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(self.model, self.flat.as_dict(self.params(alpha)), (self.batch, self.target))
+        return F.cross_entropy(upcast(logits), self.labels)
+
+
+class Avil:
+    def __init__(self, cfg: AvilConfig, weights: dict[str, float]) -> None:
+        self.cfg = cfg
+        self.weights = {t: float(w) for t, w in weights.items()}
+
+    # -- setup
+    def setup(self, run: Run) -> None:
+        self.tasks = list(self.weights)
+        self.target = run.target
+        if self.tasks[0] != run.target:
+            raise AuxselError("αVIL: the target must be the first task")
+        self.flat = FlatParams(run.model)
+        self.K = len(self.tasks)
+        dev = run.tasks[run.target]
+        n_dev = dev.size("dev")
+        g = torch.Generator().manual_seed(run.seed * 104729 + 17)
+        pick = torch.randperm(n_dev, generator=g)[: self.cfg.dev_batch] if self.cfg.dev_batch else torch.arange(n_dev)
+        pick = pick.sort().values
+        self.dev_inputs = to_device(dev.inputs("dev", pick), run.device)
+        self.dev_labels = dev.labels("dev", pick).to(run.device)
+        self.deltas = torch.zeros(self.K, self.flat.size, device=run.device, dtype=self.flat.params[0].dtype)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    def _optimizer(self, run: Run, task: str) -> torch.optim.Optimizer:
+        if task not in self.optimizers or not self.cfg.keep_optimizer_state:
+            params = list(run.model.trunk.parameters()) + list(run.model.heads[task].parameters())
+            self.optimizers[task] = make_optimizer(params, run.cfg)
+        return self.optimizers[task]
+
+    def _n_examples(self, run: Run, task: str) -> int:
+        if self.cfg.rho is None:
+            return run.examples_per_task(task)
+        return max(1, math.ceil(self.cfg.rho * run.tasks[task].size("train")))
+
+    # -- step 1
+    def task_updates(self, run: Run, theta: torch.Tensor) -> None:
+        for k, task in enumerate(self.tasks):
+            w = self.weights[task] if self.cfg.task_loss == "weighted" else 1.0
+            if w == 0:  # a zero-weighted loss moves nothing: skip the work
+                self.deltas[k].zero_()
+                continue
+            self.flat.set(theta)
+            opt = self._optimizer(run, task)
+            for idx in run.batches(task, self._n_examples(run, task)):
+                run.step(task, idx, opt, w)
+            torch.sub(self.flat.get(), theta, out=self.deltas[k])
+        self.flat.set(theta)
+
+    # -- step 2
+    def objective(self, run: Run, theta: torch.Tensor) -> AlphaObjective:
+        scale = 1.0 / sum(self.weights.values()) if self.cfg.merge == "mean" else 1.0
+        return AlphaObjective(run.model, self.flat, theta, self.deltas, scale, self.cfg.heads, self.dev_inputs,
+                              self.dev_labels, self.target)
+
+    def alpha_init(self) -> torch.Tensor:
+        if self.cfg.alpha_init == "ones":
+            a = [1.0] * self.K
+        else:
+            a = [max(self.weights[t], 1e-6) for t in self.tasks]
+        return torch.tensor(a, dtype=self.deltas.dtype, device=self.deltas.device)
+
+    def solve(self, obj: AlphaObjective, alpha0: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Fit α; returns (α, number of objective evaluations)."""
+        cfg = self.cfg
+        if cfg.alpha_steps == 0:
+            return alpha0.clone(), 0
+        log = cfg.alpha_param == "log"
+        u = (alpha0.clamp_min(1e-8).log() if log else alpha0.clone()).requires_grad_(True)
+        to_alpha = (lambda v: v.exp()) if log else (lambda v: v)
+        evals = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal evals
+            evals += 1
+            opt.zero_grad(set_to_none=True)
+            loss = obj(to_alpha(u))
+            loss.backward()
+            return loss
+
+        if cfg.alpha_solver == "lbfgs":
+            opt = torch.optim.LBFGS([u], lr=cfg.alpha_lr, max_iter=cfg.alpha_steps, max_eval=cfg.alpha_steps,
+                                    history_size=10, line_search_fn="strong_wolfe", tolerance_grad=1e-9,
+                                    tolerance_change=1e-12)
+            opt.step(closure)
+        else:
+            cls = torch.optim.Adam if cfg.alpha_solver == "adam" else torch.optim.SGD
+            opt = cls([u], lr=cfg.alpha_lr)
+            for _ in range(cfg.alpha_steps):
+                opt.step(closure)
+        alpha = to_alpha(u.detach())
+        if not torch.isfinite(alpha).all():
+            raise AuxselError(f"αVIL: the α fit diverged (α = {alpha.tolist()}); lower avil.alpha_lr")
+        return alpha, evals
+
+    # -- step 4
+    def update_weights(self, alpha: torch.Tensor) -> None:
+        a = dict(zip(self.tasks, alpha.tolist()))
+        if self.cfg.weight_update == "additive":
+            for t in self.tasks:
+                self.weights[t] = max(0.0, self.weights[t] + a[t] - 1.0)
+        else:
+            ref = a[self.target]
+            b, floor = self.cfg.weight_ema, self.cfg.weight_floor
+            for t in self.tasks:
+                rel = min(a[t] / ref, self.cfg.weight_cap) if ref > 0 else self.cfg.weight_cap
+                self.weights[t] = max(floor, (1 - b) * self.weights[t] + b * rel)
+        if self.cfg.hold_target_weight:
+            self.weights[self.target] = 1.0
+
+    def epoch(self, run: Run, epoch: int) -> list[dict[str, Any]]:
+        model = run.model
+        theta = self.flat.get().clone()
+        t0 = time.perf_counter()
+        self.task_updates(run, theta)
+        t1 = time.perf_counter()
+        obj = self.objective(run, theta)
+        alpha0 = self.alpha_init()
+        model.eval()
+        with torch.no_grad():
+            before = float(F.cross_entropy(upcast(model(self.dev_inputs, self.target)), self.dev_labels))
+            at_init = float(obj(alpha0))
+        alpha, evals = self.solve(obj, alpha0)
+        with torch.no_grad():
+            merged = obj.merge(alpha)
+            after = float(obj(alpha))
+        model.train()
+        self.flat.set(merged)
+        t2 = time.perf_counter()
+        # diagnostics on the shared slice
+        s = self.flat.shared
+        shared = self.deltas[:, :s]
+        norms = shared.norm(dim=1)
+        cos = (shared @ shared[0]) / (norms * norms[0]).clamp_min(1e-30)
+        self.update_weights(alpha)
+        rows = []
+        for k, t in enumerate(self.tasks):
+            rows.append({"epoch": epoch, "task": t, "weight": self.weights[t], "alpha": float(alpha[k]),
+                         "delta_norm": float(norms[k]), "cos_target": float(cos[k]),
+                         "dev_loss_before": before, "dev_loss_init": at_init, "dev_loss_after": after,
+                         "alpha_evals": evals, "update_seconds": t1 - t0, "solve_seconds": t2 - t1})
+        for r in rows:
+            if not math.isfinite(r["weight"]):
+                raise AuxselError(f"task {r['task']!r}, epoch {epoch}: αVIL weight is {r['weight']}")
+        return rows

@@ -1,0 +1,392 @@
+"""The one training loop shared by every method.
+
+`fit()` owns everything that is the same for all methods: seeding, device placement, the seeded
+per-task samplers, the optimiser step (with the NaN/inf check), per-epoch target-dev evaluation,
+history rows, the progress bar, best-checkpoint selection and early stopping on the target's
+**dev** metric. A method supplies only what happens inside an epoch (an `EpochPlan`), built from
+the same primitives (`Run.step`, `Run.interleaved`, `Run.batches`).
+
+Nothing here knows about files, Snakemake or DVC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterable, Protocol
+
+import torch
+from torch.nn import functional as F
+
+from auxsel.errors import AuxselError
+from auxsel.tasks.tensors import TaskData
+
+
+@dataclass
+class TrainConfig:
+    """Settings shared by every method (params.yaml: the `train` section; keys map 1:1).
+
+    Attributes:
+        epochs: number of epochs (default 10). For multi-task methods an epoch draws
+            `examples_per_task` examples from every task.
+        batch_size: examples per optimiser step (default 32).
+        optimizer: "sgd" (default) or "adamw".
+        lr: learning rate (default 0.02).
+        momentum: SGD momentum (default 0.9; ignored by adamw).
+        weight_decay: (default 0.0).
+        examples_per_task: examples drawn from each task per epoch; None (default) = the target's
+            training-set size, so one epoch is one pass over the target. Each task's sampler keeps
+            a seeded permutation across epochs, so a large auxiliary set is walked through in order.
+        patience: stop after this many epochs without a better target dev metric; None (default)
+            = run all epochs. The best-dev-metric epoch's weights are always the ones returned.
+        eval_batch_size: batch size for evaluation (default 256).
+        device: "cpu" (default), "cuda", or "cuda:N". Asking for cuda without one is an error.
+        amp: bfloat16 autocast on CUDA (default False); always off on CPU.
+        grad_clip: clip the gradient norm of each step to this value; None (default) = no clipping.
+        progress: show a tqdm bar per epoch; None (default) = only when stderr is a TTY.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    examples_per_task: int | None = None
+    patience: int | None = None
+    eval_batch_size: int = 256
+    device: str = "cpu"
+    amp: bool = False
+    grad_clip: float | None = None
+    progress: bool | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
+        return _from_dict(cls, d, "train")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise AuxselError("train: epochs, batch_size and eval_batch_size must be >= 1")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise AuxselError(f"train.optimizer: {self.optimizer!r} is not one of sgd, adamw")
+        if not self.lr > 0:
+            raise AuxselError(f"train.lr must be > 0 (got {self.lr})")
+        if self.examples_per_task is not None and self.examples_per_task < 1:
+            raise AuxselError("train.examples_per_task must be >= 1 or null")
+
+
+def _from_dict(cls, d: dict[str, Any] | None, section: str):
+    d = dict(d or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise AuxselError(f"{section}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics and evaluation
+
+
+def metric_value(kind: str, preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
+    """accuracy, or macro-F1 over the classes present in labels or predictions."""
+    if len(labels) == 0:
+        return float("nan")
+    if kind == "accuracy":
+        return float((preds == labels).double().mean())
+    k = num_classes
+    idx = labels.long() * k + preds.long()
+    cm = torch.bincount(idx, minlength=k * k).reshape(k, k).double()
+    tp = cm.diag()
+    support = cm.sum(1) + cm.sum(0)
+    present = support > 0
+    f1 = torch.where(present, 2 * tp / support.clamp_min(1), torch.zeros_like(tp))
+    return float(f1[present].mean())
+
+
+def upcast(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (AMP) to float32 for the loss; float32/float64 stay as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model, task: TaskData, split: str, batch_size: int = 256, device: str | torch.device = "cpu",
+             amp: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, task metric) of `model` on `task`'s `split`."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    n = task.size(split)
+    labels = task.labels(split)
+    total, preds = 0.0, []
+    for start in range(0, n, batch_size):
+        sl = slice(start, min(start + batch_size, n))
+        with _autocast(device, amp):
+            logits = model(to_device(task.inputs(split, sl), device), task.name)
+        y = labels[sl].to(device)
+        total += float(F.cross_entropy(upcast(logits), y, reduction="sum"))
+        preds.append(logits.argmax(1).cpu())
+    model.train(was_training)
+    p = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+    return total / max(n, 1), metric_value(task.metric, p, labels.cpu(), task.num_classes)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resolve_device(name: str) -> torch.device:
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AuxselError(f"train.device is {name!r} but no CUDA device is available (use 'cpu')")
+    if dev.type not in ("cpu", "cuda"):
+        raise AuxselError(f"train.device: {name!r} is not cpu or cuda")
+    return dev
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+# ----------------------------------------------------------------------------------------------
+# the run state and its primitives
+
+
+class TaskStream:
+    """Seeded sampler for one task: walks a permutation of the training set, reshuffling when it
+    runs out; its position persists across epochs."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.gen = n, generator
+        self.perm = torch.randperm(n, generator=generator)
+        self.pos = 0
+
+    def take(self, k: int) -> torch.Tensor:
+        out = []
+        while k > 0:
+            if self.pos >= self.n:
+                self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+            m = min(k, self.n - self.pos)
+            out.append(self.perm[self.pos : self.pos + m])
+            self.pos, k = self.pos + m, k - m
+        return torch.cat(out)
+
+
+@dataclass
+class Meter:
+    loss: float = 0.0
+    n: int = 0
+    preds: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+
+    def add(self, loss_sum: float, preds: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss += loss_sum
+        self.n += len(labels)
+        self.preds.append(preds)
+        self.labels.append(labels)
+
+
+class Run:
+    """What an epoch plan sees: the model, tasks, config, device and the shared primitives."""
+
+    def __init__(self, model, tasks: dict[str, TaskData], target: str, cfg: TrainConfig, seed: int) -> None:
+        if target not in tasks:
+            raise AuxselError(f"target task {target!r} is not among the tasks {sorted(tasks)}")
+        missing = [t for t in tasks if t not in model.heads]
+        if missing:
+            raise AuxselError(f"the model has no head for task(s) {missing}")
+        for name, task in tasks.items():
+            task.require("train")
+        tasks[target].require("dev")
+        self.model, self.tasks, self.target, self.cfg, self.seed = model, tasks, target, cfg, seed
+        self.device = resolve_device(cfg.device)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.streams = {t: TaskStream(task.size("train"), torch.Generator().manual_seed(seed * 7919 + i + 1))
+                        for i, (t, task) in enumerate(tasks.items())}
+        self.train_data = {t: {k: v.to(self.device) for k, v in task.splits["train"].items()} for t, task in tasks.items()}
+        self.meters: dict[str, Meter] = {}
+        self.epoch = 0
+
+    # -- sampling
+    def examples_per_task(self, task: str) -> int:
+        return self.cfg.examples_per_task or self.tasks[self.target].size("train")
+
+    def batches(self, task: str, n_examples: int | None = None) -> list[torch.Tensor]:
+        """Index batches covering `n_examples` (default: examples_per_task) drawn from `task`'s stream."""
+        n = self.examples_per_task(task) if n_examples is None else n_examples
+        idx = self.streams[task].take(n)
+        return list(idx.split(self.cfg.batch_size))
+
+    def interleaved(self, task_names: Iterable[str]) -> list[tuple[str, torch.Tensor]]:
+        """One epoch's batches of all `task_names`, in a seeded random interleaving."""
+        per_task = {t: self.batches(t) for t in task_names}
+        order = [t for t, bs in per_task.items() for _ in bs]
+        perm = torch.randperm(len(order), generator=self.generator).tolist()
+        pos = {t: 0 for t in per_task}
+        out = []
+        for i in perm:
+            t = order[i]
+            out.append((t, per_task[t][pos[t]]))
+            pos[t] += 1
+        return out
+
+    def batch(self, task: str, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        data = self.train_data[task]
+        idx = idx.to(self.device)
+        inputs = {k: v[idx] for k, v in data.items() if k != "label"}
+        return inputs, data["label"][idx]
+
+    # -- the optimiser step
+    def loss(self, task: str, idx: torch.Tensor, model=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean CE loss, logits, labels) of `task` on training rows `idx` (model defaults to the run's)."""
+        inputs, y = self.batch(task, idx)
+        with _autocast(self.device, self.cfg.amp):
+            logits = (model or self.model)(inputs, task)
+        return F.cross_entropy(upcast(logits), y), logits, y
+
+    def check_finite(self, loss: torch.Tensor, task: str) -> None:
+        if not torch.isfinite(loss).item():
+            raise AuxselError(f"task {task!r}, epoch {self.epoch}: training loss is {float(loss.detach())} "
+                              f"(diverged; lower train.lr or set train.grad_clip)")
+
+    def step(self, task: str, idx: torch.Tensor, optimizer: torch.optim.Optimizer, weight: float = 1.0) -> float:
+        """One optimiser step on `weight * CE(task, idx)`; records the unweighted loss."""
+        loss, logits, y = self.loss(task, idx)
+        value = loss.item()  # the one host sync per step: the NaN/inf check and the running loss
+        if not math.isfinite(value):
+            raise AuxselError(f"task {task!r}, epoch {self.epoch}: training loss is {value} "
+                              f"(diverged; lower train.lr or set train.grad_clip)")
+        optimizer.zero_grad(set_to_none=True)
+        (loss * weight).backward() if weight != 1.0 else loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        optimizer.step()
+        self.meters.setdefault(task, Meter()).add(value * len(y), logits.detach().argmax(1), y)
+        return value
+
+    def evaluate(self, split: str = "dev", task: str | None = None) -> tuple[float, float]:
+        return evaluate(self.model, self.tasks[task or self.target], split, self.cfg.eval_batch_size, self.device, self.cfg.amp)
+
+
+class EpochPlan(Protocol):
+    """What a method supplies: `setup` once, then `epoch` per epoch, returning weight rows
+    (dicts with at least epoch, task, weight, alpha)."""
+
+    def setup(self, run: Run) -> None: ...
+
+    def epoch(self, run: Run, epoch: int) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class TrainResult:
+    """What every method returns.
+
+    Attributes:
+        method: the method's name.
+        state: the selected (best target-dev) model state_dict, on CPU.
+        history: rows {epoch, task, split, loss, metric, seconds}; split "train" rows are the
+            epoch's running training loss/metric per task, "dev" rows the target's dev loss/metric
+            after the epoch; seconds = the epoch's wall time (training + its evaluation).
+        weights: rows {epoch, task, weight, alpha, ...diagnostics} per epoch per task.
+        metrics: {"dev": {"loss": .., "<metric>": ..}, "test": {...}} of the target at the best epoch
+            ("test" only when the target has a test split).
+        best_epoch: epoch whose state was kept.
+        final_weights: {task: weight} after the last epoch.
+        epochs_run: epochs actually run (early stopping may cut them).
+    """
+
+    method: str
+    state: dict[str, torch.Tensor]
+    history: list[dict[str, Any]]
+    weights: list[dict[str, Any]]
+    metrics: dict[str, dict[str, float]]
+    best_epoch: int
+    final_weights: dict[str, float]
+    epochs_run: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: TrainConfig, seed: int,
+        method: str = "") -> TrainResult:
+    """Run `plan` for cfg.epochs epochs; keep the best target-dev epoch; evaluate it on dev and test."""
+    seed_everything(seed)
+    run = Run(model, tasks, target, cfg, seed)
+    model.to(run.device)
+    model.train()
+    plan.setup(run)
+    tgt = tasks[target]
+    history: list[dict[str, Any]] = []
+    weight_rows: list[dict[str, Any]] = []
+    best_metric, best_epoch, best_state, stale = -math.inf, 0, None, 0
+    show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"{method or 'train'} {target}", unit="epoch", disable=not show, leave=False)
+    epochs_run = 0
+    for epoch in bar:
+        run.epoch = epoch
+        run.meters = {}
+        t0 = time.perf_counter()
+        model.train()
+        rows = plan.epoch(run, epoch)
+        dev_loss, dev_metric = run.evaluate("dev")
+        if not math.isfinite(dev_loss):
+            raise AuxselError(f"task {target!r}, epoch {epoch}: target dev loss is {dev_loss} (diverged)")
+        seconds = time.perf_counter() - t0
+        epochs_run = epoch
+        for t, m in run.meters.items():
+            p = torch.cat(m.preds).cpu() if m.preds else torch.empty(0, dtype=torch.long)
+            y = torch.cat(m.labels).cpu() if m.labels else torch.empty(0, dtype=torch.long)
+            history.append({"epoch": epoch, "task": t, "split": "train", "loss": m.loss / max(m.n, 1),
+                            "metric": metric_value(tasks[t].metric, p, y, tasks[t].num_classes), "seconds": seconds})
+        history.append({"epoch": epoch, "task": target, "split": "dev", "loss": dev_loss, "metric": dev_metric, "seconds": seconds})
+        for r in rows:
+            r.setdefault("alpha", float("nan"))
+        weight_rows.extend(rows)
+        bar.set_postfix(dev=f"{dev_metric:.4f}")
+        if dev_metric > best_metric:
+            best_metric, best_epoch, stale = dev_metric, epoch, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if cfg.patience is not None and stale >= cfg.patience:
+                break
+    bar.close()
+    model.load_state_dict(best_state)
+    metrics = {}
+    for split in ("dev", "test"):
+        if tgt.size(split):
+            loss, met = run.evaluate(split)
+            metrics[split] = {"loss": loss, tgt.metric: met}
+    last = [r for r in weight_rows if r["epoch"] == epochs_run]
+    final_weights = {r["task"]: float(r["weight"]) for r in last}
+    return TrainResult(method=method, state=best_state, history=history, weights=weight_rows, metrics=metrics,
+                       best_epoch=best_epoch, final_weights=final_weights, epochs_run=epochs_run)

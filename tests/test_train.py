@@ -1,0 +1,93 @@
+"""The shared training loop: seeding, history, best checkpoint, early stopping, failure messages."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from auxsel.errors import AuxselError
+from auxsel.methods import run_method
+from auxsel.models import build_model
+from auxsel.train import TrainConfig, metric_value
+
+from _auxsel_small import small_pool
+
+CFG = dict(epochs=3, batch_size=16, lr=0.03, momentum=0.9)
+
+
+def _single(seed: int, **cfg):
+    pool = small_pool()
+    m = build_model({"kind": "lenet"}, {"left": 10}, seed=seed)
+    return run_method("single", m, {"left": pool["left"]}, "left", seed=seed, train={**CFG, **cfg}), m
+
+
+def test_single_learns_and_records_history():
+    r, m = _single(0, epochs=5)
+    assert {"train", "dev"} == {h["split"] for h in r.history}
+    assert set(r.history[0]) == {"epoch", "task", "split", "loss", "metric", "seconds"}
+    dev = [h for h in r.history if h["split"] == "dev"]
+    assert [h["epoch"] for h in dev] == [1, 2, 3, 4, 5]
+    assert all(h["seconds"] > 0 and math.isfinite(h["loss"]) for h in r.history)
+    # 10 classes: chance is 0.1; 300 canvases x 5 epochs reach well above it
+    assert r.metrics["test"]["accuracy"] > 0.25
+    # the kept state is the best dev epoch's, and the returned model holds it
+    best = max(dev, key=lambda h: h["metric"])
+    assert r.best_epoch == best["epoch"]
+    assert r.metrics["dev"]["accuracy"] == pytest.approx(best["metric"], abs=1e-12)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in r.state.items())
+    assert [w["weight"] for w in r.weights] == [1.0] * 5
+
+
+def test_same_seed_identical_different_seed_differs():
+    a, _ = _single(5)
+    b, _ = _single(5)
+    c, _ = _single(6)
+    strip = lambda rows: [{k: v for k, v in h.items() if k != "seconds"} for h in rows]
+    assert strip(a.history) == strip(b.history) and a.metrics == b.metrics
+    assert strip(a.history) != strip(c.history)
+
+
+def test_early_stopping_on_dev():
+    r, _ = _single(0, epochs=6, lr=1e-12, patience=2)  # nothing can improve after epoch 1
+    assert r.epochs_run == 3 and r.best_epoch == 1
+
+
+def test_nan_loss_names_task_and_epoch():
+    pool = small_pool()
+    m = build_model({"kind": "lenet"}, {"left": 10, "right": 10}, seed=0)
+    with torch.no_grad():
+        m.heads["right"].bias.fill_(float("nan"))
+    with pytest.raises(AuxselError, match=r"task 'right', epoch 1"):
+        run_method("uniform", m, {"left": pool["left"], "right": pool["right"]}, "left", seed=0, train=CFG)
+
+
+def test_config_and_device_errors():
+    with pytest.raises(AuxselError, match="unknown key"):
+        TrainConfig.from_dict({"epochs": 2, "lr_schedule": "cos"})
+    with pytest.raises(AuxselError, match="optimizer"):
+        TrainConfig(optimizer="lion")
+    if not torch.cuda.is_available():
+        with pytest.raises(AuxselError, match="no CUDA"):
+            _single(0, device="cuda")
+
+
+def test_quiet_when_not_a_tty(capfd):
+    _single(0, epochs=1)
+    assert capfd.readouterr().err == ""
+
+
+def test_metrics():
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    p = torch.tensor([0, 1, 1, 1, 2, 0])
+    assert metric_value("accuracy", p, y, 3) == pytest.approx(4 / 6)
+    # per class F1: 0: tp1 fp1 fn1 -> 0.5; 1: tp2 fp1 fn0 -> 0.8; 2: tp1 fp0 fn1 -> 2/3
+    assert metric_value("macro_f1", p, y, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu_closely():
+    a, _ = _single(0, epochs=1)
+    b, _ = _single(0, epochs=1, device="cuda")
+    assert abs(a.metrics["dev"]["accuracy"] - b.metrics["dev"]["accuracy"]) < 0.05
