@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from auxsel import artifacts
 from auxsel.errors import AuxselError
+from auxsel.report.tables import format_screen
 from auxsel.select import COLUMNS, Rule, summarise
 from stages import _common
 
@@ -57,18 +58,7 @@ def main() -> None:
     artifacts.write_parquet(pa.table({c: [r[c] for r in rows] for c in COLUMNS}), out / "selection.parquet")
     prov.write(out, "selection.provenance.json")
     artifacts.write_json(decision, out / "selection.json")  # last: its presence means the others are there
-    print(table(rows, metric))
-
-
-def table(rows: list[dict], metric: str) -> str:
-    head = f"{'rank':>4}  {'candidate':<16} {'weight':>13}  {'dev ' + metric + ' gain':>20}  {'90% interval':>19}  decision"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(
-            f"{r['rank']:>4}  {r['aux']:<16} {r['weight_mean']:>6.3f} ± {r['weight_std']:<5.3f} {r['gain_mean']:>+12.4f}"
-            f"  [{r['gain_ci_low']:+.4f}, {r['gain_ci_high']:+.4f}]  {'KEEP' if r['selected'] else 'drop'}: {r['reason']}"
-        )
-    return "\n".join(lines)
+    print(format_screen(rows, metric, rule.confidence))
 
 
 if __name__ == "__main__":
