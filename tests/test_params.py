@@ -114,3 +114,17 @@ def test_schema_and_library_agree_on_model_keys():
 
     model_keys = set(SCHEMA["properties"]["model"]["properties"])
     assert model_keys - {"max_length"} == set().union(*_SPEC_KEYS.values())  # max_length: the tokenizer's
+
+
+def test_selection_rule_names_every_failed_condition():
+    from auxsel.select import Rule, summarise
+
+    base = {0: 0.70, 1: 0.71, 2: 0.69}
+    dev = {"good": {0: 0.76, 1: 0.77, 2: 0.75}, "weak": {0: 0.71, 1: 0.70, 2: 0.70}, "also": {0: 0.74, 1: 0.75, 2: 0.73}}
+    weight = {"good": {0: 1.0, 1: 1.1, 2: 0.9}, "weak": {0: 0.2, 1: 0.3, 2: 0.25}, "also": {0: 0.8, 1: 0.8, 2: 0.8}}
+    rows = {r["aux"]: r for r in summarise(base, dev, weight, Rule(min_gain=0.0, min_weight=0.5, top_k=1))}
+    assert rows["good"]["selected"] and rows["good"]["rank"] == 1
+    assert abs(rows["good"]["gain_mean"] - 0.06) < 1e-9
+    assert not rows["weak"]["selected"]
+    assert "gain interval low" in rows["weak"]["reason"] and "weight 0.250 <= min_weight 0.500" in rows["weak"]["reason"]
+    assert rows["also"]["reason"] == "beyond top_k=1" and not rows["also"]["selected"]

@@ -68,13 +68,17 @@ def summarise(
     kept = 0
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
+        failed = []
         if not row["gain_ci_low"] > rule.min_gain:
-            row["selected"], row["reason"] = False, f"gain interval low {row['gain_ci_low']:+.4f} <= min_gain {rule.min_gain:+.4f}"
-        elif not row["weight_mean"] > rule.min_weight:
-            row["selected"], row["reason"] = False, f"weight {row['weight_mean']:.3f} <= min_weight {rule.min_weight:.3f}"
-        elif rule.top_k is not None and kept >= rule.top_k:
-            row["selected"], row["reason"] = False, f"beyond top_k={rule.top_k}"
+            failed.append(f"gain interval low {row['gain_ci_low']:+.4f} <= min_gain {rule.min_gain:+.4f}")
+        if not row["weight_mean"] > rule.min_weight:
+            failed.append(f"weight {row['weight_mean']:.3f} <= min_weight {rule.min_weight:.3f}")
+        if not failed and rule.top_k is not None and kept >= rule.top_k:
+            failed.append(f"beyond top_k={rule.top_k}")
+        row["selected"] = not failed
+        if failed:
+            row["reason"] = "; ".join(failed)
         else:
             kept += 1
-            row["selected"], row["reason"] = True, f"gain interval above {rule.min_gain:+.4f} and weight above {rule.min_weight:.3f}"
+            row["reason"] = f"gain interval above {rule.min_gain:+.4f} and weight above {rule.min_weight:.3f}"
     return [{k: r[k] for k in COLUMNS} for r in rows]
