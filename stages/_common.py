@@ -6,6 +6,7 @@ The file layout lives here and in the workflow files, never in the library.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -62,12 +63,51 @@ def model_spec(params: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "hf", "name_or_path": resolve_model_path(m["name_or_path"]), "freeze_layers": m["freeze_layers"]}
 
 
+def verify_prepared(folder: Path, splits: tuple[str, ...]) -> None:
+    """The prepared files are byte for byte what the prepare stage wrote (the sha256s in its
+    provenance.json), so a truncated or corrupted file stops the stage before any training."""
+    from auxsel.artifacts import file_sha256
+
+    prov = folder / "provenance.json"
+    if not prov.is_file():
+        return  # a hand-made folder: load_task's own checks still apply
+    try:
+        recorded = json.loads(prov.read_text()).get("outputs") or {}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise AuxselError(f"{prov}: unreadable ({type(exc).__name__}); rerun the prepare stage") from exc
+    for split in splits:
+        path = folder / f"{split}.parquet"
+        want = recorded.get(split)
+        if want and path.is_file():
+            got = file_sha256(path)
+            if got != want:
+                raise AuxselError(f"{path}: sha256 {got} is not the {want} that the prepare stage wrote "
+                                  f"(truncated, corrupted or changed since); rerun the prepare stage")
+
+
 def load_tasks(params: dict[str, Any], names: list[str]):
     """TaskData for the target (train/dev/test) and auxiliaries (train only)."""
     from auxsel.tasks.load import load_task
 
     target = params["target"]
-    return {n: load_task(PREPARED / n, ("train", "dev", "test") if n == target else ("train",)) for n in names}
+    out = {}
+    for n in names:
+        splits = ("train", "dev", "test") if n == target else ("train",)
+        verify_prepared(PREPARED / n, splits)
+        out[n] = load_task(PREPARED / n, splits)
+    return out
+
+
+def checkpoint_path(out: Path) -> Path:
+    """Where a training job keeps its per-epoch checkpoint (train.resume): beside its output
+    folder, not in it, so Snakemake's and DVC's removal of an incomplete output keeps it."""
+    return out.with_name(f"{out.name}.ckpt")
+
+
+def remove_checkpoint(ckpt: Path) -> None:
+    ckpt.unlink(missing_ok=True)
+    for stale in ckpt.parent.glob(f".{ckpt.name}.tmp-*"):  # left by a job killed while writing one
+        stale.unlink(missing_ok=True)
 
 
 def train_section(params: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +149,13 @@ def training_run(
     init_seed = derive_seed(params["seed"], "init", target, seed)
     run_seed = derive_seed(params["seed"], stage, target, ",".join(auxiliaries), seed)
     model = build_model(model_spec(params), {n: tasks[n].num_classes for n in names}, seed=init_seed)
-    result = run_method(method, model, tasks, target, seed=run_seed, train=train_section(params), options=section or None, weights=weights)
+    ckpt = checkpoint_path(out)
+    result = run_method(method, model, tasks, target, seed=run_seed, train=train_section(params), options=section or None,
+                        weights=weights, checkpoint=ckpt)
+    if result.resumed_from:
+        print(f"resumed from epoch {result.resumed_from} ({ckpt})")
+    if result.checkpoint_note:
+        print(f"checkpoint {ckpt} not used: {result.checkpoint_note}; started over")
     with artifacts.atomic_dir(out) as tmp:
         runs.write_result(tmp, result, stage, label or method, target, auxiliaries, seed)
         if save_model:
@@ -117,7 +163,8 @@ def training_run(
             save(model, tmp / "model.safetensors")
         artifacts.write_json({"final_weights": result.final_weights, "best_epoch": result.best_epoch,
                               "epochs_run": result.epochs_run, "metrics": result.metrics}, tmp / "summary.json")
-        prov.write(tmp, init_seed=init_seed, run_seed=run_seed)
+        prov.write(tmp, init_seed=init_seed, run_seed=run_seed, resumed_from=result.resumed_from)
+    remove_checkpoint(ckpt)
     dev = result.metrics.get("dev", {})
     test = result.metrics.get("test", {})
     print(f"{stage} {label or method} [{', '.join(names)}] seed {seed}: dev {dev} test {test} weights {result.final_weights}")

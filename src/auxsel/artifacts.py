@@ -99,6 +99,70 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith(("model name", "Hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+            "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", "SLURM_JOB_ID")
+
+
+def environment() -> dict[str, Any]:
+    """What can make two machines give different numbers for the same code and params: CPU,
+    cores, threads, the BLAS/OpenMP build, CUDA/cuDNN and GPU, and the variables that steer them.
+    Torch details only when the stage has imported torch (training stages always do)."""
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    env: dict[str, Any] = {
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "python_implementation": platform.python_implementation(),
+        "libc": " ".join(platform.libc_ver()).strip() or None,
+        "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        cuda = torch.cuda.is_available()
+        env["torch"] = {
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "num_threads": torch.get_num_threads(),
+            "num_interop_threads": torch.get_num_interop_threads(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "mkl": torch.backends.mkl.is_available(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "openmp": torch.backends.openmp.is_available(),
+            "cuda_build": torch.version.cuda,
+            "cuda_available": cuda,
+            "cudnn": torch.backends.cudnn.version() if cuda and torch.backends.cudnn.is_available() else None,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+            "gpu_capability": [list(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())] if cuda else [],
+            "driver": _nvidia_driver() if cuda else None,
+        }
+    return env
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        with open("/proc/driver/nvidia/version", encoding="utf-8") as fh:
+            return fh.readline().strip() or None
+    except OSError:
+        return None
+
+
 class Provenance:
     """Collects what is needed to tell two runs (and two environments) apart."""
 
@@ -112,6 +176,7 @@ class Provenance:
             "device": device,
             "host": socket.gethostname(),
             "platform": platform.platform(),
+            "environment": environment(),
             "argv": sys.argv,
             "inputs": {str(p): _hash_input(Path(p)) for p in inputs or []},
             "start": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -6,16 +6,26 @@ history rows, the progress bar, best-checkpoint selection and early stopping on 
 **dev** metric. A method supplies only what happens inside an epoch (an `EpochPlan`), built from
 the same primitives (`Run.step`, `Run.interleaved`, `Run.batches`).
 
-Nothing here knows about files, Snakemake or DVC.
+With `train.resume`, `fit()` also writes a checkpoint after every epoch to a path the caller gives
+and, when a checkpoint of the same run is there, continues from it: the model, every optimiser,
+sampler and RNG state, the method's weights and the history so far, so the result is identical to
+an uninterrupted run. Where that path is, is the caller's business.
+
+Nothing here knows about Snakemake or DVC, or where files go.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
+import os
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import torch
@@ -47,6 +57,9 @@ class TrainConfig:
         amp: bfloat16 autocast on CUDA (default False); always off on CPU.
         grad_clip: clip the gradient norm of each step to this value; None (default) = no clipping.
         progress: show a tqdm bar per epoch; None (default) = only when stderr is a TTY.
+        resume: write a checkpoint after every epoch (to the path the caller passes to `fit` /
+            `run_method`) and continue from it when it belongs to the same run; the result is
+            identical to an uninterrupted run's (default False).
     """
 
     epochs: int = 10
@@ -62,6 +75,7 @@ class TrainConfig:
     amp: bool = False
     grad_clip: float | None = None
     progress: bool | None = None
+    resume: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
@@ -285,7 +299,14 @@ class Run:
 
 class EpochPlan(Protocol):
     """What a method supplies: `setup` once, then `epoch` per epoch, returning weight rows
-    (dicts with at least epoch, task, weight, alpha)."""
+    (dicts with at least epoch, task, weight, alpha).
+
+    Checkpoints (train.resume) save what a plan carries from one epoch to the next. By default
+    that is read from its attributes: optimisers made by `make_optimizer` (alone or in a dict),
+    `torch.Generator`s and plain data (numbers, strings, lists and dicts of them, e.g. the task
+    weights). Tensors and other objects are taken to be rebuilt by `setup` or overwritten every
+    epoch. A plan that keeps other state defines `state_dict()` and `load_state_dict(state, run)`.
+    """
 
     def setup(self, run: Run) -> None: ...
 
@@ -308,6 +329,8 @@ class TrainResult:
         best_epoch: epoch whose state was kept.
         final_weights: {task: weight} after the last epoch.
         epochs_run: epochs actually run (early stopping may cut them).
+        resumed_from: the checkpoint's epoch when the run continued from one (train.resume), else 0.
+        checkpoint_note: why a checkpoint that was there was not used ("" when none was ignored).
     """
 
     method: str
@@ -319,11 +342,11 @@ class TrainResult:
     final_weights: dict[str, float]
     epochs_run: int
     config: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int = 0
+    checkpoint_note: str = ""
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
     random.seed(seed)
     torch.manual_seed(seed)
     try:
@@ -334,29 +357,69 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def check_rows(rows: list[dict[str, Any]], epoch: int, method: str) -> None:
+    """Every number a method reports must be finite (α may be NaN: methods without α)."""
+    for r in rows:
+        for key, value in r.items():
+            if isinstance(value, float) and not math.isfinite(value) and not (key == "alpha" and math.isnan(value)):
+                raise AuxselError(f"task {r.get('task')!r}, epoch {epoch}: {method or 'the method'} produced "
+                                  f"{key} = {value} (diverged)")
+
+
 def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: TrainConfig, seed: int,
-        method: str = "") -> TrainResult:
-    """Run `plan` for cfg.epochs epochs; keep the best target-dev epoch; evaluate it on dev and test."""
+        method: str = "", checkpoint: str | os.PathLike | None = None,
+        identity: dict[str, Any] | None = None) -> TrainResult:
+    """Run `plan` for cfg.epochs epochs; keep the best target-dev epoch; evaluate it on dev and test.
+
+    With cfg.resume, `checkpoint` is the file the per-epoch checkpoint goes to (written to a temp
+    file beside it and renamed). A checkpoint already there is used only when it was written by
+    the same run: same method and `identity` (the method's options and starting weights), same
+    config except `epochs`/`progress`, seed, tasks and data, and initial model; otherwise the run
+    starts over and `checkpoint_note` says why. The caller deletes the file when it no longer
+    needs it.
+    """
+    ckpt = None
+    if cfg.resume:
+        if checkpoint is None:
+            raise AuxselError("train.resume is set but no checkpoint path was given to fit()/run_method()")
+        ckpt = Path(checkpoint)
+        key = run_fingerprint(model, tasks, target, cfg, seed, method, identity)
     seed_everything(seed)
     run = Run(model, tasks, target, cfg, seed)
     model.to(run.device)
     model.train()
     plan.setup(run)
     tgt = tasks[target]
-    history: list[dict[str, Any]] = []
-    weight_rows: list[dict[str, Any]] = []
-    best_metric, best_epoch, best_state, stale = -math.inf, 0, None, 0
+    loop: dict[str, Any] = {"history": [], "weights": [], "best_metric": -math.inf, "best_epoch": 0,
+                            "best_state": None, "stale": 0, "stopped": False, "epoch": 0}
+    resumed_from, note = 0, ""
+    if ckpt is not None:
+        saved, note = read_checkpoint(ckpt, key, cfg.epochs)
+        if saved is not None:
+            restore(saved, model, plan, run)
+            loop = saved["loop"]
+            resumed_from = loop["epoch"]
+    history, weight_rows = loop["history"], loop["weights"]
+    best_metric, best_epoch, best_state, stale = loop["best_metric"], loop["best_epoch"], loop["best_state"], loop["stale"]
     show = sys.stderr.isatty() if cfg.progress is None else cfg.progress
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"{method or 'train'} {target}", unit="epoch", disable=not show, leave=False)
-    epochs_run = 0
+    first = loop["epoch"] + 1 if not loop["stopped"] else cfg.epochs + 1
+    bar = tqdm(range(first, cfg.epochs + 1), desc=f"{method or 'train'} {target}", unit="epoch",
+               disable=not show, leave=False)
+    epochs_run = loop["epoch"]
     for epoch in bar:
         run.epoch = epoch
         run.meters = {}
         t0 = time.perf_counter()
         model.train()
-        rows = plan.epoch(run, epoch)
+        try:
+            rows = plan.epoch(run, epoch)
+        except AuxselError as exc:
+            if f"epoch {epoch}" in str(exc):
+                raise
+            raise AuxselError(f"task {target!r}, epoch {epoch}: {exc}") from exc
+        check_rows(rows, epoch, method)
         dev_loss, dev_metric = run.evaluate("dev")
         if not math.isfinite(dev_loss):
             raise AuxselError(f"task {target!r}, epoch {epoch}: target dev loss is {dev_loss} (diverged)")
@@ -377,8 +440,13 @@ def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: Tr
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             stale += 1
-            if cfg.patience is not None and stale >= cfg.patience:
-                break
+        stop = cfg.patience is not None and stale >= cfg.patience
+        if ckpt is not None:
+            loop = {"history": history, "weights": weight_rows, "best_metric": best_metric, "best_epoch": best_epoch,
+                    "best_state": best_state, "stale": stale, "stopped": stop, "epoch": epoch}
+            write_checkpoint(ckpt, key, loop, model, plan, run)
+        if stop:
+            break
     bar.close()
     model.load_state_dict(best_state)
     metrics = {}
@@ -389,4 +457,177 @@ def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: Tr
     last = [r for r in weight_rows if r["epoch"] == epochs_run]
     final_weights = {r["task"]: float(r["weight"]) for r in last}
     return TrainResult(method=method, state=best_state, history=history, weights=weight_rows, metrics=metrics,
-                       best_epoch=best_epoch, final_weights=final_weights, epochs_run=epochs_run)
+                       best_epoch=best_epoch, final_weights=final_weights, epochs_run=epochs_run,
+                       resumed_from=resumed_from, checkpoint_note=note)
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints (train.resume)
+
+CHECKPOINT_FORMAT = 1
+
+
+def _digest(h, t: torch.Tensor) -> None:
+    t = t.detach().to("cpu").contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    if t.numel():
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def run_fingerprint(model, tasks: dict[str, TaskData], target: str, cfg: TrainConfig, seed: int, method: str,
+                    identity: dict[str, Any] | None) -> str:
+    """What a checkpoint must have been written by: config (bar epochs/progress/resume), seed,
+    method and its options, the tasks' data and the initial model state."""
+    h = hashlib.sha256()
+    conf = {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "progress", "resume")}
+    h.update(json.dumps({"format": CHECKPOINT_FORMAT, "cfg": conf, "seed": seed, "method": method, "target": target,
+                         "identity": identity or {}, "tasks": list(tasks)}, sort_keys=True, default=str).encode())
+    for name, task in tasks.items():
+        h.update(f"{name}/{task.num_classes}/{task.metric}/{task.kind}".encode())
+        for split in sorted(task.splits):
+            for col in sorted(task.splits[split]):
+                h.update(f"{split}/{col}".encode())
+                _digest(h, task.splits[split][col])
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        _digest(h, value)
+    return h.hexdigest()
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _optimizer_state(opt: torch.optim.Optimizer, names: dict[int, str]) -> dict[str, Any]:
+    if len(opt.param_groups) != 1:
+        raise AuxselError("train.resume: cannot checkpoint an optimiser with several parameter groups")
+    try:
+        params = [names[id(p)] for p in opt.param_groups[0]["params"]]
+    except KeyError:
+        raise AuxselError("train.resume: an optimiser holds a tensor that is not a model parameter") from None
+    return {"params": params, "state": opt.state_dict()}
+
+
+def _optimizer_from(saved: dict[str, Any], params: dict[str, torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    opt = make_optimizer([params[n] for n in saved["params"]], cfg)
+    opt.load_state_dict(saved["state"])
+    return opt
+
+
+def plan_state(plan: Any, model) -> dict[str, Any]:
+    """A plan's cross-epoch state (see EpochPlan)."""
+    if hasattr(plan, "state_dict"):
+        return {"custom": plan.state_dict()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    out: dict[str, Any] = {}
+    for key, value in vars(plan).items():
+        if isinstance(value, torch.optim.Optimizer):
+            out[key] = ("optimizer", _optimizer_state(value, names))
+        elif isinstance(value, dict) and value and all(isinstance(v, torch.optim.Optimizer) for v in value.values()):
+            out[key] = ("optimizers", {k: _optimizer_state(v, names) for k, v in value.items()})
+        elif isinstance(value, torch.Generator):
+            out[key] = ("generator", value.get_state())
+        elif _plain(value):
+            out[key] = ("value", value)
+    return out
+
+
+def load_plan_state(plan: Any, state: dict[str, Any], run: Run) -> None:
+    if "custom" in state:
+        plan.load_state_dict(state["custom"], run)
+        return
+    params = dict(run.model.named_parameters())
+    for key, (kind, value) in state.items():
+        if kind == "optimizer":
+            setattr(plan, key, _optimizer_from(value, params, run.cfg))
+        elif kind == "optimizers":
+            setattr(plan, key, {k: _optimizer_from(v, params, run.cfg) for k, v in value.items()})
+        elif kind == "generator":
+            getattr(plan, key).set_state(value)
+        else:
+            setattr(plan, key, value)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": None, "cuda": None}
+    try:
+        import numpy as np
+
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+    except ImportError:  # pragma: no cover
+        pass
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if state["numpy"] is not None:
+        import numpy as np
+
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if state["cuda"] is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_checkpoint(path: Path, key: str, loop: dict[str, Any], model, plan: Any, run: Run) -> None:
+    """Everything needed to continue after `loop["epoch"]`, written to a temp file and renamed."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": key,
+        "loop": loop,
+        "model": {k: v.detach().to("cpu") for k, v in model.state_dict().items()},
+        "plan": plan_state(plan, model),
+        "run": {"generator": run.generator.get_state(),
+                "streams": {t: {"perm": s.perm, "pos": s.pos, "gen": s.gen.get_state()} for t, s in run.streams.items()}},
+        "rng": _rng_state(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: Path, key: str, epochs: int) -> tuple[dict[str, Any] | None, str]:
+    """(checkpoint, "") when `path` holds a usable checkpoint of this run, else (None, why not)."""
+    if not path.is_file():
+        return None, ""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: start over, say why
+        return None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        return None, "not a checkpoint of this version"
+    if state.get("fingerprint") != key:
+        return None, "written by a different run (config, seed, data or initial model differ)"
+    if state["loop"]["epoch"] > epochs:
+        return None, f"its epoch {state['loop']['epoch']} is past train.epochs={epochs}"
+    return state, ""
+
+
+def restore(state: dict[str, Any], model, plan: Any, run: Run) -> None:
+    model.load_state_dict(state["model"])
+    load_plan_state(plan, state["plan"], run)
+    run.generator.set_state(state["run"]["generator"])
+    for t, s in state["run"]["streams"].items():
+        stream = run.streams[t]
+        stream.perm, stream.pos = s["perm"], s["pos"]
+        stream.gen.set_state(s["gen"])
+    _set_rng_state(state["rng"])

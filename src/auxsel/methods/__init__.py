@@ -14,6 +14,7 @@ Config: `TrainConfig` (params `train`), `AvilConfig` (params `avil` / `avil_lite
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from auxsel.errors import AuxselError
@@ -51,6 +52,7 @@ def run_method(
     train: TrainConfig | dict[str, Any] | None = None,
     options: AvilConfig | DiwConfig | dict[str, Any] | None = None,
     weights: dict[str, float] | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train `model` on `target` (+ the other entries of `tasks`) with `method`; return a TrainResult.
 
@@ -65,6 +67,8 @@ def run_method(
         weights: `fixed`: the loss weight of every auxiliary (target defaults to 1; a missing
             auxiliary is an error). `avil*` / `diw`: starting weights (default 1 each), e.g. the
             selection's weights in the final stage.
+        checkpoint: where the per-epoch checkpoint goes when `train.resume` is set (the caller
+            chooses the path and deletes the file when done; see `auxsel.train.fit`).
     """
     if method not in METHODS:
         raise AuxselError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
@@ -99,7 +103,7 @@ def run_method(
     else:
         plan = Avil(opts, w)
     run_tasks = {t: tasks[t] for t in names}
-    result = fit(model, run_tasks, target, plan, cfg, seed, method=method)
-    result.config = {"method": method, "train": cfg.to_dict(), "options": opts.to_dict() if opts is not None else {},
-                     "initial_weights": w}
+    identity = {"options": opts.to_dict() if opts is not None else {}, "initial_weights": w}
+    result = fit(model, run_tasks, target, plan, cfg, seed, method=method, checkpoint=checkpoint, identity=identity)
+    result.config = {"method": method, "train": cfg.to_dict(), **identity}
     return result

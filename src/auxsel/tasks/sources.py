@@ -34,12 +34,16 @@ def _load(path: str, name: str | None, data_files: Any, task: str, cache_dir: Pa
     """`datasets.load_dataset` → {split: arrow table}; `validation` is read as `dev`."""
     if not sys.stderr.isatty():  # progress bars only for people watching
         datasets.disable_progress_bars()
+    verbosity = datasets.utils.logging.get_verbosity()
+    datasets.utils.logging.set_verbosity(datasets.utils.logging.CRITICAL)  # its error lines would precede ours
     try:
         loaded = datasets.load_dataset(path, name, data_files=data_files, cache_dir=str(cache_dir) if cache_dir else None)
     except FileNotFoundError as exc:
         raise AuxselError(f"task {task}: data file not found ({exc})") from exc
     except Exception as exc:  # datasets raises many types for unreadable files; name the task
         raise AuxselError(f"task {task}: could not load {data_files or path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    finally:
+        datasets.utils.logging.set_verbosity(verbosity)
     out = {}
     for split, ds in loaded.items():
         key = "dev" if split == "validation" else split
