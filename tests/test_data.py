@@ -19,7 +19,7 @@ import yaml
 from auxsel import archives
 from auxsel.errors import AuxselError
 from auxsel.tasks import mnist as mn
-from conftest import ROOT, copy_project, run_stage, smk_run  # noqa: F401  (session fixture)
+from conftest import ROOT, copy_project, run_stage
 
 
 def tiny_vision() -> dict:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import ROOT, bin_path, copy_project, smk_run  # noqa: F401  (session fixture)
+from conftest import ROOT, bin_path, copy_project
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,6 @@ import re
 
 import pytest
 
-from conftest import smk_run  # noqa: F401  (the local run to compare with)
 from slurm_cluster import Cluster, why_not_available
 from test_pipeline import check_results, make_project, metrics_of, sh
 
