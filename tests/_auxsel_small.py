@@ -35,7 +35,7 @@ def mnist_path() -> Path | None:
 def _mnist():
     path = mnist_path()
     if path is None:
-        pytest.skip("MNIST pickle not found (set AUXSEL_MNIST_PKL)")
+        pytest.fail("MNIST pickle not found: conftest fetches it and sets AUXSEL_MNIST_PKL")
     return load_mnist(path)
 
 
