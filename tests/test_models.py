@@ -94,3 +94,17 @@ def test_text_encoder_pooling_freezing_and_round_trip(tmp_path):
         assert torch.equal(m(x, "topic"), back(x, "topic"))
     with pytest.raises(AuxselError, match="freeze_layers"):
         build_model({"kind": "hf", "name_or_path": str(d), "freeze_layers": 99}, {"a": 2})
+
+
+def test_text_batches_drop_only_the_padding_every_row_shares():
+    from auxsel.models.text import _trim_padding
+
+    ids = torch.tensor([[101, 7, 8, 102, 0, 0], [101, 9, 102, 0, 0, 0]])
+    mask = (ids != 0).long()
+    short_ids, short_mask = _trim_padding(ids, mask)
+    assert short_ids.tolist() == [[101, 7, 8, 102], [101, 9, 102, 0]]
+    assert short_mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    left = torch.tensor([[0, 0, 101, 102], [0, 101, 5, 102]])
+    assert _trim_padding(left, (left != 0).long())[0].shape == (2, 4)  # left padding: nothing trailing to drop
+    empty = torch.zeros(2, 5, dtype=torch.long)
+    assert _trim_padding(empty, empty)[1].shape == (2, 1)

@@ -20,6 +20,20 @@ def _layers(backbone: nn.Module) -> nn.ModuleList | None:
     return None
 
 
+def _trim_padding(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the trailing columns that are padding in every row of the batch.
+
+    Prepared files pad every example to `max_length`; short snippets would otherwise pay for the
+    full length (attention is quadratic in it). Masked positions never reach an unmasked output,
+    so the pooled embedding is unchanged (to float rounding); left-padded batches are left as they are.
+    """
+    used = mask.any(dim=0).nonzero()
+    keep = int(used.max()) + 1 if used.numel() else 1
+    if keep == mask.shape[1]:
+        return ids, mask
+    return ids[:, :keep], mask[:, :keep]
+
+
 class TextEncoder(nn.Module):
     """`AutoModel.from_pretrained(name_or_path)` + attention-masked mean pooling.
 
@@ -57,7 +71,7 @@ class TextEncoder(nn.Module):
                     p.requires_grad_(False)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        mask = batch["attention_mask"]
-        hidden = self.backbone(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        ids, mask = _trim_padding(batch["input_ids"], batch["attention_mask"])
+        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
