@@ -500,3 +500,34 @@ def test_prepare_keeps_its_datasets_cache_in_its_own_temp_folder(tmp_path):
     assert not hf_home.exists() or not any(hf_home.rglob("*")), sorted(hf_home.rglob("*"))
     assert not any(p.startswith(str(hf_home)) or "/.cache/huggingface" in p for _, p in events)
     assert {p.name for p in (root / "data/prepared/mine").iterdir()} == {"train.parquet", "dev.parquet", "test.parquet", "meta.json", "provenance.json"}
+
+
+def test_leftovers_of_a_killed_writer_are_cleared_by_the_next_write(tmp_path):
+    """SIGKILL skips every cleanup: the hidden temp folder (or the moved-aside old output) of a
+    writer killed mid-rename stays behind. The next write of the same output removes it — but
+    only if its owner (host + pid in the name) is gone."""
+    import socket
+
+    from auxsel import artifacts
+
+    host = socket.gethostname()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    out = tmp_path / "results" / "seed-0"
+    out.parent.mkdir(parents=True)
+    dead_tmp = out.with_name(f".seed-0.tmp-{host}-{gone.pid}-abc")
+    dead_old = out.with_name(f".seed-0.old-{host}-{gone.pid}-0")
+    live_tmp = out.with_name(f".seed-0.tmp-{host}-{os.getpid()}-xyz")
+    other_host = out.with_name(f".seed-0.tmp-elsewhere-{gone.pid}-abc")
+    for d in (dead_tmp, dead_old, live_tmp, other_host):
+        d.mkdir()
+        (d / "metrics.parquet").write_bytes(b"half")
+    dead_file = tmp_path / f".selection.json.tmp-{host}-{gone.pid}-0"
+    dead_file.write_text("{")
+    with artifacts.atomic_dir(out) as tmp:
+        (tmp / "summary.json").write_text("{}")
+    artifacts.write_json({"ok": 1}, tmp_path / "selection.json")
+    assert (out / "summary.json").read_text() == "{}"
+    assert not dead_tmp.exists() and not dead_old.exists() and not dead_file.exists()
+    assert live_tmp.exists() and other_host.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted(["seed-0", live_tmp.name, other_host.name])

@@ -29,16 +29,48 @@ import pyarrow.parquet as pq
 PACKAGES = ("auxsel", "torch", "transformers", "datasets", "pyarrow", "numpy", "safetensors", "snakemake", "dvc")
 
 
+def _owner_tag() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clear_stale(final: Path) -> list[Path]:
+    """Remove the hidden `.NAME.tmp-HOST-PID-*` / `.NAME.old-HOST-PID-*` siblings of `final` left by
+    a job of this host that was killed (SIGKILL skips every cleanup) and is no longer running.
+
+    Leftovers never look like an output, but they pile up; ones from another host or a live
+    process are left alone, since their owner may still be writing them."""
+    host = socket.gethostname()
+    removed = []
+    for kind in ("tmp", "old"):
+        for path in Path(final).parent.glob(f".{Path(final).name}.{kind}-{host}-*"):
+            pid = path.name.removeprefix(f".{Path(final).name}.{kind}-{host}-").split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temp dir; on success it replaces `final` in one rename, on failure it vanishes."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    clear_stale(final)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{_owner_tag()}"))
     try:
         yield tmp
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            old = final.with_name(f".{final.name}.old-{_owner_tag()}0")
             final.rename(old)
             tmp.rename(final)
             shutil.rmtree(old, ignore_errors=True)
@@ -52,7 +84,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 def write_parquet(table: pa.Table, path: Path) -> None:
     """Parquet written to a temp file and renamed, so a reader never sees half a file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    clear_stale(path)
+    tmp = path.with_name(f".{path.name}.tmp-{_owner_tag()}0")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
 
@@ -61,7 +94,8 @@ def write_json(obj: Any, path: Path) -> None:
     """JSON with sorted keys, written to a temp file and renamed (atomic on one filesystem)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    clear_stale(path)
+    tmp = path.with_name(f".{path.name}.tmp-{_owner_tag()}0")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
 
