@@ -151,6 +151,27 @@ def test_snakemake_marks_a_killed_job_incomplete_and_rerun_incomplete_resumes_it
     assert not ckpt.exists()
 
 
+def test_dvc_repro_after_a_kill_resumes_the_stage(tmp_path, prepared, reference):
+    root = project(tmp_path / "p", prepared, small_params(resume=True))
+    sh(root, "git", "init", "-q")
+    sh(root, "dvc", "init", "-q")
+    stage = f"screen@{AUX}-0"
+    out = screen_out(root)
+    ckpt = out.with_name("seed-0.ckpt")
+    proc = subprocess.Popen(["dvc", "repro", "--single-item", stage], cwd=root, env=env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(ckpt, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # DVC and the stage's process, as a node failure would
+    proc.communicate()
+    assert not out.exists() and ckpt.exists()
+    again = sh(root, "dvc", "repro", "--single-item", stage)
+    resumed = re.search(r"resumed from epoch (\d+)", again.stdout + again.stderr)
+    assert resumed and 1 <= int(resumed.group(1)) < 4, again.stdout[-2000:]
+    assert tables(out) == reference["tables"]
+    assert not ckpt.exists()
+    assert stage in (root / "dvc.lock").read_text()
+
+
 def _tasks_and_model(prepared: Path, names: list[str], seed: int = 3):
     from auxsel.models import build_model
     from auxsel.tasks.load import load_task
