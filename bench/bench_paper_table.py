@@ -17,12 +17,32 @@ from __future__ import annotations
 import argparse
 import json
 import statistics as st
+from datetime import date
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import yaml
 
 ORDER = ["single", "uniform_all", "diw_all", "avil_literal_all", "avil_all", "uniform_selected", "fixed", "avil"]
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def screen_table(p: Path, params: dict, seeds: list[int], positive: str) -> str:
+    """Each seed's pairwise screened weights (αVIL on {target, a}): is the positive control on top?"""
+    cands = params["candidates"]
+    lines = ["| seed | " + " | ".join(cands) + f" | {positive} top |", "|---" * (len(cands) + 2) + "|"]
+    tops = 0
+    for s in seeds:
+        w = {a: json.loads((p / f"results/screen/{a}/seed-{s}/summary.json").read_text())["final_weights"][a] for a in cands}
+        top = max(w, key=w.get) == positive
+        tops += top
+        lines.append(f"| {s} | " + " | ".join(f"{w[a]:.2f}" for a in cands) + f" | {'yes' if top else 'no'} |")
+    return f"Screened weights per seed ({positive} top on {tops} of {len(seeds)}):\n\n" + "\n".join(lines)
 
 
 def ms(vals: list[float]) -> str:
@@ -37,7 +57,10 @@ def main() -> None:
     ap.add_argument("--show", nargs="+", default=["left_more", "right", "shuffled"], help="candidates whose final weights to show")
     ap.add_argument("--positive", default="left_more", help="positive control (counted when it has the top auxiliary weight)")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--ran-with", default="snakemake --cores 1", help="how the project's pipeline was run (written into the table's header)")
+    ap.add_argument("--wall", default="", help="wall time of that run, e.g. '44 min 28 s' (written into the header)")
     args = ap.parse_args()
+    wall = f" in {args.wall}" if args.wall else ""
     p = args.project
     params = yaml.safe_load((p / "params.yaml").read_text())
     target, seeds = params["target"], params["seeds"]
@@ -88,14 +111,15 @@ def main() -> None:
     seltxt = (f"Selection (dev only, seeds {seeds}): {', '.join(selected) or 'nothing'}; "
               + "; ".join(f"{c['aux']} w {c['weight_mean']:.2f}, gain {c['gain_mean']:+.3f} [{c['gain_ci_low']:+.3f}, {c['gain_ci_high']:+.3f}] "
                           f"{'KEEP' if c['selected'] else 'drop'}" for c in sel["candidates"]))
-    print(table, "", gtable, "", seltxt, sep="\n")
+    stable = screen_table(p, params, seeds, args.positive)
+    print(table, "", gtable, "", seltxt, "", stable, sep="\n")
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     name = "paper_table" + (f"_{args.tag}" if args.tag else "")
     (out / f"{name}.json").write_text(json.dumps({"target": target, "seeds": seeds, "selected": selected, "selection": sel, "runs": raw}, indent=2))
     (out / f"{name}.md").write_text(
         f"`python bench/bench_paper_table.py --project <run with seeds {seeds} and final.methods {params['final']['methods']}>` "
-        f"--show {' '.join(args.show)} (pipeline run by `snakemake --cores 1`; 2-core CPU, torch 2.13.0+cpu, one thread per job, 2026-11-25)\n\n{table}\n\n{gtable}\n\n{seltxt}\n")
+        f"--show {' '.join(args.show)} (pipeline run by `{args.ran_with}`{wall}; 2-core CPU, torch {torch_version()}, one thread per job, {date.today()})\n\n{table}\n\n{gtable}\n\n{seltxt}\n\n{stable}\n")
 
 
 if __name__ == "__main__":
