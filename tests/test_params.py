@@ -24,6 +24,23 @@ def test_shipped_params_validate(path: str):
     assert params["select"]["confidence"] == 0.9
 
 
+@pytest.mark.parametrize("extra", [[], ["--epochs", "6", "--candidates", "sentiment_more", "shuffled"]])
+def test_text_benchmark_params_validate(tmp_path, extra):
+    """bench/text_bench_params.py writes what the benchmark runs: it must pass the same checks."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "bench/text_bench_params.py"), *extra], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "params.yaml").write_text(out)
+    params = P.load(tmp_path / "params.yaml", ROOT / "workflow/schemas/params.schema.yaml")
+    assert out.startswith("# generated: python bench/text_bench_params.py")
+    assert params["model"]["max_length"] == 32 and params["final"]["methods"][-1] == "avil"
+    assert all(params["tasks"][c]["max_train"] == 500 for c in params["candidates"])
+    if extra:
+        assert params["candidates"] == ["sentiment_more", "shuffled"] and params["train"]["epochs"] == 6
+        assert set(params["tasks"]) == {"sentiment", "sentiment_more", "shuffled"}
+
+
 def test_defaults_are_filled():
     minimal = {"target": "a", "candidates": ["b"], "tasks": {n: {"source": "builtin", "dataset": "mnist", "inputs": ["image"], "label": "label", "num_classes": 10} for n in "ab"}}
     params = P.validate(minimal, SCHEMA)
