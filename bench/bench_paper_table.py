@@ -32,17 +32,22 @@ def torch_version() -> str:
     return torch.__version__
 
 
-def screen_table(p: Path, params: dict, seeds: list[int], positive: str) -> str:
-    """Each seed's pairwise screened weights (αVIL on {target, a}): is the positive control on top?"""
-    cands = params["candidates"]
+def screen_table(p: Path, params: dict, seeds: list[int], positive: str, metric: str) -> str:
+    """Each seed's pairwise screen (αVIL on {target, a}): the screened weight and the target's test
+    gain over the baseline of that seed; is the positive control's weight on top?"""
+    cands, target = params["candidates"], params["target"]
     lines = ["| seed | " + " | ".join(cands) + f" | {positive} top |", "|---" * (len(cands) + 2) + "|"]
     tops = 0
     for s in seeds:
-        w = {a: json.loads((p / f"results/screen/{a}/seed-{s}/summary.json").read_text())["final_weights"][a] for a in cands}
+        base = json.loads((p / f"results/baseline/{target}/seed-{s}/summary.json").read_text())["metrics"]["test"][metric]
+        summ = {a: json.loads((p / f"results/screen/{a}/seed-{s}/summary.json").read_text()) for a in cands}
+        w = {a: summ[a]["final_weights"][a] for a in cands}
         top = max(w, key=w.get) == positive
         tops += top
-        lines.append(f"| {s} | " + " | ".join(f"{w[a]:.2f}" for a in cands) + f" | {'yes' if top else 'no'} |")
-    return f"Screened weights per seed ({positive} top on {tops} of {len(seeds)}):\n\n" + "\n".join(lines)
+        lines.append(f"| {s} | " + " | ".join(f"{w[a]:.2f} ({summ[a]['metrics']['test'][metric] - base:+.3f})" for a in cands)
+                     + f" | {'yes' if top else 'no'} |")
+    return (f"Screened weight per seed (test {metric} gain of the pair over the seed's baseline); "
+            f"{positive} top on {tops} of {len(seeds)}:\n\n" + "\n".join(lines))
 
 
 def ms(vals: list[float]) -> str:
@@ -58,6 +63,7 @@ def main() -> None:
     ap.add_argument("--positive", default="left_more", help="positive control (counted when it has the top auxiliary weight)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--ran-with", default="snakemake --cores 1", help="how the project's pipeline was run (written into the table's header)")
+    ap.add_argument("--screen-only", action="store_true", help="a project run up to the selection (no final runs)")
     ap.add_argument("--wall", default="", help="wall time of that run, e.g. '44 min 28 s' (written into the header)")
     args = ap.parse_args()
     wall = f" in {args.wall}" if args.wall else ""
@@ -68,7 +74,7 @@ def main() -> None:
     sel = json.loads((p / "results/selection.json").read_text())
     selected = [c["aux"] for c in sel["candidates"] if c["selected"]]
     rows, raw = [], {}
-    for method in [m for m in ORDER if m in params["final"]["methods"]]:
+    for method in [m for m in ORDER if m in params["final"]["methods"] and not args.screen_only]:
         test, dev, secs, weights = [], [], [], {a: [] for a in args.show}
         top = 0
         for s in seeds:
@@ -97,10 +103,10 @@ def main() -> None:
             wtxt = " / ".join("1" for _ in args.show)
         toptxt = f"{top} of {len(seeds)}" if has_w else "—"
         rows.append(f"| `{method}` | {ms(test)} | {ms(dev)} | {wtxt} | {toptxt} | {st.mean(secs):.1f} s |")
-    single = raw["single"]["test"]
+    single = raw["single"]["test"] if "single" in raw else []
     gains = []
     for method, r in raw.items():
-        if method != "single":
+        if method != "single" and single:
             g = [a - b for a, b in zip(r["test"], single)]
             wins = sum(x > 0 for x in g)
             gains.append(f"| `{method}` | {st.mean(g):+.3f} ± {st.stdev(g):.3f} | {wins} of {len(g)} |")
@@ -111,7 +117,9 @@ def main() -> None:
     seltxt = (f"Selection (dev only, seeds {seeds}): {', '.join(selected) or 'nothing'}; "
               + "; ".join(f"{c['aux']} w {c['weight_mean']:.2f}, gain {c['gain_mean']:+.3f} [{c['gain_ci_low']:+.3f}, {c['gain_ci_high']:+.3f}] "
                           f"{'KEEP' if c['selected'] else 'drop'}" for c in sel["candidates"]))
-    stable = screen_table(p, params, seeds, args.positive)
+    stable = screen_table(p, params, seeds, args.positive, metric)
+    if args.screen_only:
+        table = gtable = "(screening only: no final runs)"
     print(table, "", gtable, "", seltxt, "", stable, sep="\n")
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
@@ -119,7 +127,7 @@ def main() -> None:
     (out / f"{name}.json").write_text(json.dumps({"target": target, "seeds": seeds, "selected": selected, "selection": sel, "runs": raw}, indent=2))
     (out / f"{name}.md").write_text(
         f"`python bench/bench_paper_table.py --project <run with seeds {seeds} and final.methods {params['final']['methods']}>` "
-        f"--show {' '.join(args.show)} (pipeline run by `{args.ran_with}`{wall}; 2-core CPU, torch {torch_version()}, one thread per job, {date.today()})\n\n{table}\n\n{gtable}\n\n{seltxt}\n\n{stable}\n")
+        f"{'--screen-only' if args.screen_only else '--show ' + ' '.join(args.show)} (pipeline run by `{args.ran_with}`{wall}; 2-core CPU, torch {torch_version()}, one thread per job, {date.today()})\n\n{table}\n\n{gtable}\n\n{seltxt}\n\n{stable}\n")
 
 
 if __name__ == "__main__":
