@@ -29,35 +29,41 @@ import pyarrow.parquet as pq
 PACKAGES = ("auxsel", "torch", "transformers", "datasets", "pyarrow", "numpy", "safetensors", "snakemake", "dvc")
 
 
-def _owner_tag() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-"
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # someone else's live process
+        pass
     return True
 
 
 def clear_stale(final: Path) -> list[Path]:
-    """Remove the hidden `.NAME.tmp-HOST-PID-*` / `.NAME.old-HOST-PID-*` siblings of `final` left by
+    """Remove the hidden `.NAME.tmp-HOST-PID*` / `.NAME.old-HOST-PID*` siblings of `final` left by
     a job of this host that was killed (SIGKILL skips every cleanup) and is no longer running.
 
     Leftovers never look like an output, but they pile up; ones from another host or a live
     process are left alone, since their owner may still be writing them."""
+    final = Path(final)
     host = socket.gethostname()
     removed = []
     for kind in ("tmp", "old"):
-        for path in Path(final).parent.glob(f".{Path(final).name}.{kind}-{host}-*"):
-            pid = path.name.removeprefix(f".{Path(final).name}.{kind}-{host}-").split("-", 1)[0]
+        prefix = f".{final.name}.{kind}-{host}-"
+        for path in final.parent.glob(prefix + "*"):
+            pid = path.name.removeprefix(prefix).split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+def _sibling(path: Path, kind: str) -> Path:
+    """The hidden `.NAME.KIND-HOST-PID` beside `path`: the owner is in the name for `clear_stale`."""
+    return path.with_name(f".{path.name}.{kind}-{socket.gethostname()}-{os.getpid()}")
 
 
 @contextlib.contextmanager
@@ -66,11 +72,11 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     clear_stale(final)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-{_owner_tag()}"))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=_sibling(final, "tmp").name + "-"))
     try:
         yield tmp
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{_owner_tag()}0")
+            old = _sibling(final, "old")
             final.rename(old)
             tmp.rename(final)
             shutil.rmtree(old, ignore_errors=True)
@@ -85,7 +91,7 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     """Parquet written to a temp file and renamed, so a reader never sees half a file."""
     path = Path(path)
     clear_stale(path)
-    tmp = path.with_name(f".{path.name}.tmp-{_owner_tag()}0")
+    tmp = _sibling(path, "tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
 
@@ -95,7 +101,7 @@ def write_json(obj: Any, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clear_stale(path)
-    tmp = path.with_name(f".{path.name}.tmp-{_owner_tag()}0")
+    tmp = _sibling(path, "tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
 
