@@ -19,6 +19,7 @@ from auxsel.errors import AuxselError
 SCHEMA = Path("workflow/schemas/params.schema.yaml")
 RAW = Path("data/raw")
 PREPARED = Path("data/prepared")
+FEATURES = Path("data/features")
 RESULTS = Path("results")
 
 
@@ -60,12 +61,47 @@ def model_spec(params: dict[str, Any]) -> dict[str, Any]:
     m = params["model"]
     if m["kind"] == "lenet":
         return {"kind": "lenet", "hidden": m["hidden"], "channels": list(m["channels"]), "normalize": m["normalize"]}
-    return {"kind": "hf", "name_or_path": resolve_model_path(m["name_or_path"]), "freeze_layers": m["freeze_layers"]}
+    return {"kind": "hf", "name_or_path": resolve_model_path(m["name_or_path"]), "freeze_layers": m["freeze_layers"],
+            "mlp_layers": m["mlp_layers"], "mlp_width": m["mlp_width"]}
 
 
-def verify_prepared(folder: Path, splits: tuple[str, ...]) -> None:
-    """The prepared files are byte for byte what the prepare stage wrote (the sha256s in its
-    provenance.json), so a truncated or corrupted file stops the stage before any training."""
+def caches_features(params: dict[str, Any]) -> bool:
+    """Whether the params ask for a frozen bottom computed once (the features stage's output)."""
+    m = params["model"]
+    return m["kind"] == "hf" and m["freeze_layers"] > 0 and m["cache_features"]
+
+
+def frozen_encoder(params: dict[str, Any]):
+    """The pretrained encoder whose frozen bottom the features stage computes (None: nothing to cache)."""
+    if not caches_features(params):
+        return None
+    from auxsel.models.text import TextEncoder
+
+    spec = model_spec(params)
+    return TextEncoder(spec["name_or_path"], spec["freeze_layers"], mlp_layers=max(1, spec["mlp_layers"]),
+                       mlp_width=spec["mlp_width"])
+
+
+def feature_key(params: dict[str, Any], task: str, mode: str | None = None) -> dict[str, Any]:
+    """What a task's feature cache must have been computed for: encoder (name + weight hash),
+    frozen layers, max_length and the prepared data's content hash."""
+    from auxsel import features
+
+    m = params["model"]
+    if not caches_features(params):
+        return features.cache_key(m.get("name_or_path", ""), "", 0, m.get("max_length", 0), "", "none")
+    meta_path = PREPARED / task / "meta.json"
+    try:
+        data_hash = json.loads(meta_path.read_text())["content_hash"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AuxselError(f"{meta_path}: unreadable ({type(exc).__name__}); rerun the prepare stage") from exc
+    return features.cache_key(m["name_or_path"], features.model_fingerprint(resolve_model_path(m["name_or_path"])),
+                              m["freeze_layers"], m["max_length"], data_hash, mode)
+
+
+def verify_prepared(folder: Path, splits: tuple[str, ...], ext: str = "parquet", stage: str = "prepare") -> None:
+    """The prepared (or feature) files are byte for byte what their stage wrote (the sha256s in
+    its provenance.json), so a truncated or corrupted file stops the stage before any training."""
     from auxsel.artifacts import file_sha256
 
     prov = folder / "provenance.json"
@@ -74,15 +110,15 @@ def verify_prepared(folder: Path, splits: tuple[str, ...]) -> None:
     try:
         recorded = json.loads(prov.read_text()).get("outputs") or {}
     except (OSError, ValueError, AttributeError) as exc:
-        raise AuxselError(f"{prov}: unreadable ({type(exc).__name__}); rerun the prepare stage") from exc
+        raise AuxselError(f"{prov}: unreadable ({type(exc).__name__}); rerun the {stage} stage") from exc
     for split in splits:
-        path = folder / f"{split}.parquet"
+        path = folder / f"{split}.{ext}"
         want = recorded.get(split)
         if want and path.is_file():
             got = file_sha256(path)
             if got != want:
                 raise AuxselError(f"{path}: sha256 {got} is not the {want} that the prepare stage wrote "
-                                  f"(truncated, corrupted or changed since); rerun the prepare stage")
+                                  f"(truncated, corrupted or changed since); rerun the {stage} stage")
 
 
 def load_tasks(params: dict[str, Any], names: list[str]):
@@ -95,7 +131,23 @@ def load_tasks(params: dict[str, Any], names: list[str]):
         splits = ("train", "dev", "test") if n == target else ("train",)
         verify_prepared(PREPARED / n, splits)
         out[n] = load_task(PREPARED / n, splits)
+        if caches_features(params):
+            from auxsel import features
+
+            verify_prepared(FEATURES / n, splits, ext="safetensors", stage="features")
+            out[n] = features.load(FEATURES / n, out[n], feature_key(params, n))
     return out
+
+
+def check_inputs(model, tasks: dict) -> None:
+    """Cached inputs must be what this model's frozen bottom gives (hidden states or pooled)."""
+    from auxsel import features
+
+    want = features.mode_of(model.trunk)
+    for name, task in tasks.items():
+        if task.kind in ("hidden", "pooled") and task.kind != want:
+            raise AuxselError(f"task {name!r}: feature cache holds {task.kind!r} inputs but the model expects "
+                              f"{want!r}; rerun the features stage")
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -145,10 +197,12 @@ def training_run(
     section = {} if method in ("single", "uniform", "fixed") else params.get(method, {})
     slice_ = {k: params[k] for k in ("seed", "target", "model", "train", "device")}
     slice_.update(method=method, options=section, auxiliaries=auxiliaries, weights=weights)
-    prov = artifacts.Provenance(stage, slice_, [PREPARED / n for n in names], device=params["device"])
+    inputs = [PREPARED / n for n in names] + ([FEATURES / n for n in names] if caches_features(params) else [])
+    prov = artifacts.Provenance(stage, slice_, inputs, device=params["device"])
     init_seed = derive_seed(params["seed"], "init", target, seed)
     run_seed = derive_seed(params["seed"], stage, target, ",".join(auxiliaries), seed)
     model = build_model(model_spec(params), {n: tasks[n].num_classes for n in names}, seed=init_seed)
+    check_inputs(model, tasks)
     ckpt = checkpoint_path(out)
     result = run_method(method, model, tasks, target, seed=run_seed, train=train_section(params), options=section or None,
                         weights=weights, checkpoint=ckpt)

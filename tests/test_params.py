@@ -24,7 +24,7 @@ def test_shipped_params_validate(path: str):
     assert params["select"]["confidence"] == 0.9
 
 
-@pytest.mark.parametrize("extra", [[], ["--epochs", "6", "--candidates", "sentiment_more", "shuffled"]])
+@pytest.mark.parametrize("extra", [[], ["--epochs", "6", "--candidates", "sentiment_more", "shuffled"], ["--frozen-encoder"]])
 def test_text_benchmark_params_validate(tmp_path, extra):
     """bench/text_bench_params.py writes what the benchmark runs: it must pass the same checks."""
     import subprocess
@@ -35,8 +35,12 @@ def test_text_benchmark_params_validate(tmp_path, extra):
     params = P.load(tmp_path / "params.yaml", ROOT / "workflow/schemas/params.schema.yaml")
     assert out.startswith("# generated: python bench/text_bench_params.py")
     assert params["model"]["max_length"] == 32 and params["final"]["methods"][-1] == "avil"
-    assert all(params["tasks"][c]["max_train"] == 500 for c in params["candidates"])
-    if extra:
+    # every candidate capped at 500, except the positive control: 2,000 of the target's own task
+    assert all(params["tasks"][c]["max_train"] == (2000 if c == "sentiment_more" else 500) for c in params["candidates"])
+    assert "sentiment_more keeps 2000 training examples" in out.splitlines()[1]
+    if extra == ["--frozen-encoder"]:  # every MiniLM layer frozen, a shared MLP trains
+        assert params["model"]["freeze_layers"] == 6 and params["model"]["mlp_layers"] == 2
+    elif extra:
         assert params["candidates"] == ["sentiment_more", "shuffled"] and params["train"]["epochs"] == 6
         assert set(params["tasks"]) == {"sentiment", "sentiment_more", "shuffled"}
 
@@ -130,7 +134,8 @@ def test_schema_and_library_agree_on_model_keys():
     from auxsel.models import _SPEC_KEYS
 
     model_keys = set(SCHEMA["properties"]["model"]["properties"])
-    assert model_keys - {"max_length"} == set().union(*_SPEC_KEYS.values())  # max_length: the tokenizer's
+    # max_length: the tokenizer's; cache_features: the stages' (whether the features stage computes a cache)
+    assert model_keys - {"max_length", "cache_features"} == set().union(*_SPEC_KEYS.values())
 
 
 def test_selection_rule_names_every_failed_condition():

@@ -48,10 +48,11 @@ def small_params(**train) -> dict:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, raw_dir: Path) -> Path:
-    """A project with the target and two candidates prepared by the real prepare stage."""
+    """A project with the target and two candidates prepared by the real prepare (and features) stage."""
     root = make_project(tmp_path_factory.mktemp("reliability"), raw_dir, small_params())
     for task in (TARGET, AUX, OTHER):
         run_stage(root, "prepare", "--task", task)
+        run_stage(root, "features", "--task", task)
     return root
 
 

@@ -148,11 +148,11 @@ def evaluate(model, task: TaskData, split: str, batch_size: int = 256, device: s
         with _autocast(device, amp):
             logits = model(to_device(task.inputs(split, sl), device), task.name)
         y = labels[sl].to(device)
-        total += float(F.cross_entropy(upcast(logits), y, reduction="sum"))
-        preds.append(logits.argmax(1).cpu())
+        total = total + F.cross_entropy(upcast(logits), y, reduction="sum").double()  # one sync, at the end
+        preds.append(logits.argmax(1))
     model.train(was_training)
-    p = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
-    return total / max(n, 1), metric_value(task.metric, p, labels.cpu(), task.num_classes)
+    p = torch.cat(preds).cpu() if preds else torch.empty(0, dtype=torch.long)
+    return float(total) / max(n, 1), metric_value(task.metric, p, labels.cpu(), task.num_classes)
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -232,7 +232,12 @@ class Run:
         self.generator = torch.Generator().manual_seed(seed)
         self.streams = {t: TaskStream(task.size("train"), torch.Generator().manual_seed(seed * 7919 + i + 1))
                         for i, (t, task) in enumerate(tasks.items())}
+        # every tensor a step or an evaluation reads is moved to the device once, here: no per-step host copies
         self.train_data = {t: {k: v.to(self.device) for k, v in task.splits["train"].items()} for t, task in tasks.items()}
+        tgt = tasks[target]
+        self.eval_task = TaskData(tgt.name, tgt.num_classes, tgt.metric, tgt.kind,
+                                  {s: {k: v.to(self.device) for k, v in cols.items()} for s, cols in tgt.splits.items()
+                                   if s != "train"})
         self.meters: dict[str, Meter] = {}
         self.epoch = 0
 
@@ -243,7 +248,7 @@ class Run:
     def batches(self, task: str, n_examples: int | None = None) -> list[torch.Tensor]:
         """Index batches covering `n_examples` (default: examples_per_task) drawn from `task`'s stream."""
         n = self.examples_per_task(task) if n_examples is None else n_examples
-        idx = self.streams[task].take(n)
+        idx = self.streams[task].take(n).to(self.device)  # one index copy per task per epoch
         return list(idx.split(self.cfg.batch_size))
 
     def interleaved(self, task_names: Iterable[str]) -> list[tuple[str, torch.Tensor]]:
@@ -294,7 +299,8 @@ class Run:
         return value
 
     def evaluate(self, split: str = "dev", task: str | None = None) -> tuple[float, float]:
-        return evaluate(self.model, self.tasks[task or self.target], split, self.cfg.eval_batch_size, self.device, self.cfg.amp)
+        data = self.eval_task if task in (None, self.target) else self.tasks[task]
+        return evaluate(self.model, data, split, self.cfg.eval_batch_size, self.device, self.cfg.amp)
 
 
 class EpochPlan(Protocol):

@@ -29,10 +29,11 @@ THREADS = PARAMS["threads"]
 GPU = 1 if PARAMS["device"] == "cuda" else 0
 TASK_CODE = sorted(glob.glob("src/auxsel/tasks/*.py"))
 TRAIN_CODE = sorted(
-    ["stages/_common.py", "src/auxsel/runs.py", "src/auxsel/train.py", "src/auxsel/tasks/load.py"]
+    ["stages/_common.py", "src/auxsel/runs.py", "src/auxsel/train.py", "src/auxsel/tasks/load.py", "src/auxsel/features.py"]
     + glob.glob("src/auxsel/methods/*.py")
     + glob.glob("src/auxsel/models/*.py")
 )
+FEATURE_CODE = sorted(["stages/_common.py", "src/auxsel/features.py", "src/auxsel/tasks/load.py"] + glob.glob("src/auxsel/models/*.py"))
 # the params each training stage reads (Snakemake reruns a job when they change)
 TRAIN_PARAMS = {k: PARAMS[k] for k in ("seed", "target", "model", "train", "device", "threads")}
 
@@ -46,13 +47,23 @@ def archive_of(task):
     return []
 
 
+def encoder_inputs():
+    """The packaged encoder's folder, when params use one."""
+    model = PARAMS["model"]
+    if model["kind"] == "hf" and model["name_or_path"].startswith("builtin:"):
+        return [f"data/raw/{model['name_or_path'].split(':', 1)[1]}"]
+    return []
+
+
+def task_data(tasks):
+    """What a training job reads of its tasks: the prepared data and the feature cache."""
+    return [f"data/{kind}/{t}" for t in tasks for kind in ("prepared", "features")]
+
+
 def prepare_inputs(task):
     """A task's raw inputs: its archive folder, the encoder (text), or its local files."""
     spec = PARAMS["tasks"][task]
-    inputs = archive_of(task)
-    model = PARAMS["model"]
-    if model["kind"] == "hf" and model["name_or_path"].startswith("builtin:"):
-        inputs.append(f"data/raw/{model['name_or_path'].split(':', 1)[1]}")
+    inputs = archive_of(task) + encoder_inputs()
     if spec["source"] == "files":
         files = spec["data_files"]
         inputs += list(files.values()) if isinstance(files, dict) else [files] if isinstance(files, str) else files
@@ -66,6 +77,7 @@ def final_methods():
 def all_outputs():
     return [
         *expand("data/prepared/{task}", task=TASKS),
+        *expand("data/features/{task}", task=TASKS),
         "results/selection.json",
         *expand("results/final/{method}/seed-{seed}", method=final_methods(), seed=SEEDS),
         "results/report/index.html",

@@ -1,5 +1,5 @@
 # Data: fetch the pinned archives (on the submit host: compute nodes often have no internet),
-# then prepare every task defined in params.yaml.
+# then prepare every task defined in params.yaml and compute its frozen encoder layers once.
 
 
 localrules:
@@ -41,3 +41,26 @@ rule prepare:
         "logs/prepare/{task}.log",
     shell:
         "python -m stages.prepare --task {wildcards.task} > {log} 2>&1"
+
+
+rule features:
+    input:
+        "stages/features.py",
+        FEATURE_CODE,
+        "data/prepared/{task}",
+        lambda w: encoder_inputs(),
+    output:
+        directory("data/features/{task}"),
+    params:
+        model=PARAMS["model"],
+    threads: THREADS
+    resources:
+        mem_mb=6000,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+        gpu=GPU,
+    conda:
+        "../envs/auxsel.yaml"
+    log:
+        "logs/features/{task}.log",
+    shell:
+        "python -m stages.features --task {wildcards.task} > {log} 2>&1"

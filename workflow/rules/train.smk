@@ -5,7 +5,7 @@ rule baseline:
     input:
         "stages/baseline.py",
         TRAIN_CODE,
-        f"data/prepared/{TARGET}",
+        task_data([TARGET]),
     output:
         directory("results/baseline/{task}/seed-{seed}"),
     params:
@@ -27,8 +27,7 @@ rule screen:
     input:
         "stages/screen.py",
         TRAIN_CODE,
-        f"data/prepared/{TARGET}",
-        "data/prepared/{aux}",
+        lambda w: task_data([TARGET, w.aux]),
     output:
         directory("results/screen/{aux}/seed-{seed}"),
     params:
@@ -52,7 +51,7 @@ rule final:
     input:
         "stages/final.py",
         TRAIN_CODE,
-        expand("data/prepared/{task}", task=[TARGET, *CANDIDATES]),
+        task_data([TARGET, *CANDIDATES]),
         "results/selection.json",
     output:
         directory("results/final/{method}/seed-{seed}"),

@@ -2,7 +2,8 @@
 
 A model spec is a plain dict (what params.yaml holds):
     {"kind": "lenet", "hidden": 50, "channels": [10, 20], "normalize": true}  # vision, 36x36 canvases
-    {"kind": "hf", "name_or_path": "<dir or hub name>", "freeze_layers": 0}  # text
+    {"kind": "hf", "name_or_path": "<dir or hub name>", "freeze_layers": 0,  # text
+     "mlp_layers": 0, "mlp_width": 256}
 The spec and the heads ({task: num_classes}) are stored in the safetensors metadata, so
 `load_model(path)` rebuilds the same architecture and returns identical logits.
 """
@@ -22,7 +23,7 @@ from auxsel.models.vision import LeNetTrunk
 
 __all__ = ["MultiTaskModel", "build_model", "save_model", "load_model", "LeNetTrunk", "TextEncoder"]
 
-_SPEC_KEYS = {"lenet": {"kind", "hidden", "channels", "normalize"}, "hf": {"kind", "name_or_path", "freeze_layers"}}
+_SPEC_KEYS = {"lenet": {"kind", "hidden", "channels", "normalize"}, "hf": {"kind", "name_or_path", "freeze_layers", "mlp_layers", "mlp_width"}}
 
 
 class MultiTaskModel(nn.Module):
@@ -68,7 +69,8 @@ def build_model(spec: dict[str, Any], heads: dict[str, int], seed: int = 0, pret
             trunk: nn.Module = LeNetTrunk(hidden=int(spec.get("hidden", 50)), channels=tuple(spec.get("channels", (10, 20))),
                                           normalize=bool(spec.get("normalize", True)))
         else:
-            trunk = TextEncoder(str(spec["name_or_path"]), int(spec.get("freeze_layers", 0)), pretrained=pretrained)
+            trunk = TextEncoder(str(spec["name_or_path"]), int(spec.get("freeze_layers", 0)), pretrained=pretrained,
+                                mlp_layers=int(spec.get("mlp_layers", 0)), mlp_width=int(spec.get("mlp_width", 256)))
         return MultiTaskModel(trunk, heads, spec)
     finally:
         torch.random.set_rng_state(gen_state)

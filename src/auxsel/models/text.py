@@ -1,4 +1,16 @@
-"""A Hugging Face encoder (default: the packaged all-MiniLM-L6-v2), mean-pooled."""
+"""A Hugging Face encoder (default: the packaged all-MiniLM-L6-v2), mean-pooled, with an optional
+shared MLP on top.
+
+With `freeze_layers = k > 0` the encoder splits into a frozen bottom (embeddings + the lowest k
+layers, always run in eval mode, without gradients) and a trainable top (the remaining layers,
+mean pooling, the MLP). The bottom's output depends only on the example, so it can be computed
+once and cached (`auxsel.features`); the encoder then accepts three kinds of batch, all giving
+the same numbers:
+
+    {"input_ids", "attention_mask"}  raw tokens: bottom + top (the live path)
+    {"hidden", "attention_mask"}     the bottom's output, cached: top only
+    {"pooled"}                       k = depth: the pooled sentence embedding, cached: the MLP only
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,10 @@ import torch
 from torch import nn
 
 from auxsel.errors import AuxselError
+
+# encoders whose layers are called as layer(hidden, extended_mask) after `embeddings(input_ids)`;
+# the split bottom/top path (and so the feature cache) is offered for these
+SPLITTABLE = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 
 
 def _layers(backbone: nn.Module) -> nn.ModuleList | None:
@@ -26,6 +42,7 @@ def _trim_padding(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     Prepared files pad every example to `max_length`; short snippets would otherwise pay for the
     full length (attention is quadratic in it). Masked positions never reach an unmasked output,
     so the pooled embedding is unchanged (to float rounding); left-padded batches are left as they are.
+    Works on [B, L] token ids and on [B, L, H] cached hidden states alike.
     """
     used = mask.any(dim=0).nonzero()
     keep = int(used.max()) + 1 if used.numel() else 1
@@ -34,20 +51,37 @@ def _trim_padding(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return ids[:, :keep], mask[:, :keep]
 
 
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def mlp(width_in: int, width: int, depth: int) -> nn.Sequential:
+    """`depth` x (Linear -> ReLU); the shared trainable trunk over a frozen encoder's embeddings."""
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(width_in if i == 0 else width, width), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
 class TextEncoder(nn.Module):
-    """`AutoModel.from_pretrained(name_or_path)` + attention-masked mean pooling.
+    """`AutoModel.from_pretrained(name_or_path)` + attention-masked mean pooling (+ an MLP).
 
     Args:
         name_or_path: a local model folder or a hub name.
         freeze_layers: freeze the embeddings and the lowest `freeze_layers` transformer layers
-            (0: train everything).
+            (0: train everything). Frozen modules stay in eval mode (no dropout), so their output
+            is a function of the input alone and the cached and live paths agree.
         pretrained: False builds the architecture from the folder's config only (used when loading
             a saved auxsel model, whose weights come from its own safetensors file).
+        mlp_layers, mlp_width: a shared MLP (Linear+ReLU) x mlp_layers over the pooled embedding;
+            required when every layer is frozen (something shared must train).
 
-    Input: {"input_ids": [B, L], "attention_mask": [B, L]}. Output: [B, hidden_size].
+    Output: [B, mlp_width] with an MLP, else [B, hidden_size].
     """
 
-    def __init__(self, name_or_path: str, freeze_layers: int = 0, pretrained: bool = True) -> None:
+    def __init__(self, name_or_path: str, freeze_layers: int = 0, pretrained: bool = True,
+                 mlp_layers: int = 0, mlp_width: int = 256) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
@@ -58,20 +92,92 @@ class TextEncoder(nn.Module):
                 self.backbone = AutoModel.from_config(AutoConfig.from_pretrained(name_or_path))
         except (OSError, ValueError) as exc:
             raise AuxselError(f"cannot load text encoder {name_or_path!r}: {exc}") from exc
-        self.out_dim = int(self.backbone.config.hidden_size)
+        pooler = getattr(self.backbone, "pooler", None)
+        for p in pooler.parameters() if pooler is not None else []:
+            p.requires_grad_(False)  # unused (we mean-pool): no gradient, nothing for αVIL/DIW to carry
+        self.name_or_path = name_or_path
+        self.freeze_layers = int(freeze_layers)
+        hidden = int(self.backbone.config.hidden_size)
+        self.depth = len(self.layers) if self.layers is not None else 0
         if freeze_layers:
-            layers = _layers(self.backbone)
-            if layers is None:
+            if self.layers is None:
                 raise AuxselError(f"{name_or_path!r}: cannot find the transformer layers to freeze")
-            if freeze_layers > len(layers):
-                raise AuxselError(f"freeze_layers={freeze_layers} but {name_or_path!r} has {len(layers)} layers")
-            emb = getattr(self.backbone, "embeddings", None)
-            for module in ([emb] if emb is not None else []) + list(layers[:freeze_layers]):
+            if freeze_layers > self.depth:
+                raise AuxselError(f"model.freeze_layers={freeze_layers} but {name_or_path!r} has {self.depth} layers")
+            for module in self.frozen_modules():
                 for p in module.parameters():
                     p.requires_grad_(False)
+        if self.fully_frozen and mlp_layers < 1:
+            raise AuxselError(f"model.freeze_layers={freeze_layers} freezes every layer of {name_or_path!r}: "
+                              "set model.mlp_layers >= 1 so a shared trunk trains")
+        self.mlp = mlp(hidden, int(mlp_width), int(mlp_layers)) if mlp_layers else nn.Identity()
+        self.out_dim = int(mlp_width) if mlp_layers else hidden
+        self.train()
+
+    # -- the split
+    @property
+    def layers(self) -> nn.ModuleList | None:
+        """The backbone's transformer layers (looked up, not registered twice)."""
+        return _layers(self.backbone)
+
+    @property
+    def fully_frozen(self) -> bool:
+        return self.freeze_layers > 0 and self.freeze_layers == self.depth
+
+    @property
+    def splittable(self) -> bool:
+        """Whether the bottom/top split (and so the feature cache) is available for this encoder."""
+        return getattr(self.backbone.config, "model_type", "") in SPLITTABLE and self.layers is not None
+
+    def frozen_modules(self) -> list[nn.Module]:
+        if not self.freeze_layers:
+            return []
+        emb = getattr(self.backbone, "embeddings", None)
+        return ([emb] if emb is not None else []) + list(self.layers[: self.freeze_layers])
+
+    def train(self, mode: bool = True) -> "TextEncoder":
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()  # frozen = a fixed function of the input: no dropout, in either mode
+        return self
+
+    def _mask(self, hidden: torch.Tensor, mask: torch.Tensor):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.backbone.config, inputs_embeds=hidden, attention_mask=mask)
+
+    def _run_layers(self, hidden: torch.Tensor, mask: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        ext = self._mask(hidden, mask)
+        for layer in self.layers[lo:hi]:
+            out = layer(hidden, ext)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    @torch.no_grad()
+    def bottom(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The frozen part: embeddings + the lowest `freeze_layers` layers -> [B, L, H]; with every
+        layer frozen, the pooled embedding [B, H]. What the feature cache stores."""
+        if not (self.freeze_layers and self.splittable):
+            raise AuxselError(f"{self.name_or_path!r}: no frozen bottom to compute (freeze_layers="
+                              f"{self.freeze_layers}, model type {getattr(self.backbone.config, 'model_type', '?')!r})")
+        hidden = self.backbone.embeddings(input_ids=ids)
+        hidden = self._run_layers(hidden, mask, 0, self.freeze_layers)
+        return mean_pool(hidden, mask) if self.fully_frozen else hidden
+
+    def top(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The trainable part on the bottom's [B, L, H] output: the remaining layers, pooling, MLP."""
+        hidden, mask = _trim_padding(hidden, mask)
+        hidden = self._run_layers(hidden, mask, self.freeze_layers, self.depth)
+        return self.mlp(mean_pool(hidden, mask))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "pooled" in batch:
+            return self.mlp(batch["pooled"])
+        if "hidden" in batch:
+            return self.top(batch["hidden"], batch["attention_mask"])
         ids, mask = _trim_padding(batch["input_ids"], batch["attention_mask"])
+        if self.freeze_layers and self.splittable:
+            low = self.bottom(ids, mask)
+            return self.mlp(low) if self.fully_frozen else self.top(low, mask)
         hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.mlp(mean_pool(hidden, mask))

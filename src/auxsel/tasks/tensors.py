@@ -13,8 +13,10 @@ import torch
 from auxsel.errors import AuxselError
 
 METRICS = ("accuracy", "macro_f1")
-KINDS = ("image", "text")
-INPUT_KEYS = {"image": ("image",), "text": ("input_ids", "attention_mask")}
+KINDS = ("image", "text", "hidden", "pooled")
+# "hidden" / "pooled": text whose frozen encoder bottom was computed once (auxsel.features)
+INPUT_KEYS = {"image": ("image",), "text": ("input_ids", "attention_mask"), "hidden": ("hidden", "attention_mask"),
+              "pooled": ("pooled",)}
 
 
 @dataclass
@@ -25,8 +27,10 @@ class TaskData:
         name: task name (as in params.yaml).
         num_classes: labels are ints in [0, num_classes).
         metric: "accuracy" or "macro_f1"; the number reported and used for early stopping.
-        kind: "image" (inputs {"image": uint8 [N, 36, 36]}) or "text"
-            (inputs {"input_ids": int [N, L], "attention_mask": int [N, L]}).
+        kind: "image" (inputs {"image": uint8 [N, 36, 36]}), "text"
+            (inputs {"input_ids": int [N, L], "attention_mask": int [N, L]}), "hidden" (a frozen
+            encoder bottom's output: {"hidden": float [N, L, H], "attention_mask": int [N, L]}) or
+            "pooled" ({"pooled": float [N, H]}, every encoder layer frozen).
         splits: split name ("train", "dev", "test") -> {input tensors..., "label": int64 [N]}.
             Auxiliary tasks need only "train"; the target needs "train", "dev" and "test".
     """

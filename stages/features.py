@@ -1,0 +1,57 @@
+"""Frozen encoder layers computed once: data/features/<task>/{train,dev,test}.safetensors + meta.json.
+
+Every training job of the task reuses them (auxsel.features). With nothing frozen to cache
+(vision, `model.freeze_layers: 0`, `model.cache_features: false`) it writes only meta.json
+(mode "none") and training reads the prepared tokens.
+"""
+
+from __future__ import annotations
+
+from auxsel import artifacts
+from auxsel.errors import AuxselError
+from stages import _common
+
+
+def main() -> None:
+    p = _common.parser(__doc__)
+    p.add_argument("--task", required=True)
+    args = p.parse_args()
+    params = _common.load_params(args.params)
+    if args.task not in params["tasks"]:
+        raise AuxselError(f"task {args.task!r} is not defined under tasks in {args.params}")
+    _common.set_threads(params["threads"])
+    prepared = _common.PREPARED / args.task
+    out = _common.FEATURES / args.task
+    prov = artifacts.Provenance("features", {"model": params["model"], "device": params["device"]}, [prepared],
+                                device=params["device"])
+    encoder = _common.frozen_encoder(params)
+    mode = "none"
+    if encoder is not None:
+        from auxsel import features
+
+        mode = features.mode_of(encoder)
+    key = _common.feature_key(params, args.task, mode)
+    with artifacts.atomic_dir(out) as tmp:
+        from auxsel import features
+
+        if mode == "none":
+            meta = features.write_none(tmp, key, args.task)
+            outputs = {}
+        else:
+            from auxsel.tasks.load import load_task
+            from auxsel.train import resolve_device
+
+            splits = ("train", "dev", "test")
+            _common.verify_prepared(prepared, splits)
+            task = load_task(prepared, splits)
+            device = resolve_device(params["device"])
+            tensors = {s: features.compute(encoder, task, s, device=device) for s in splits if task.size(s)}
+            meta = features.write(tmp, tensors, key, args.task)
+            outputs = {s: artifacts.file_sha256(tmp / f"{s}.safetensors") for s in tensors}
+        prov.write(tmp, outputs=outputs)
+    size = f"{meta['bytes_on_disk'] / 2**20:.1f} MiB on disk, {meta['bytes_in_ram'] / 2**20:.1f} MiB in RAM"
+    print(f"{args.task}: features mode {mode} ({size}) -> {out}")
+
+
+if __name__ == "__main__":
+    _common.run(main)
