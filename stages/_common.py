@@ -33,6 +33,17 @@ def load_params(path: Path) -> dict[str, Any]:
     return params_mod.load(path, SCHEMA)
 
 
+def task_stage(description: str) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """(args, params) of a per-task stage (`--task T`); T must be defined under `tasks`."""
+    p = parser(description)
+    p.add_argument("--task", required=True)
+    args = p.parse_args()
+    params = load_params(args.params)
+    if args.task not in params["tasks"]:
+        raise AuxselError(f"task {args.task!r} is not defined under tasks in {args.params}")
+    return args, params
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """`builtin:<archive>` names a fetched archive folder; anything else goes to Hugging Face as is."""
     if name_or_path.startswith("builtin:"):

@@ -7,33 +7,23 @@ Every training job of the task reuses them (auxsel.features). With nothing froze
 
 from __future__ import annotations
 
-from auxsel import artifacts
-from auxsel.errors import AuxselError
+from auxsel import artifacts, features
 from stages import _common
+
+SPLITS = ("train", "dev", "test")
 
 
 def main() -> None:
-    p = _common.parser(__doc__)
-    p.add_argument("--task", required=True)
-    args = p.parse_args()
-    params = _common.load_params(args.params)
-    if args.task not in params["tasks"]:
-        raise AuxselError(f"task {args.task!r} is not defined under tasks in {args.params}")
+    args, params = _common.task_stage(__doc__)
     _common.set_threads(params["threads"])
     prepared = _common.PREPARED / args.task
     out = _common.FEATURES / args.task
     prov = artifacts.Provenance("features", {"model": params["model"], "device": params["device"]}, [prepared],
                                 device=params["device"])
     encoder = _common.frozen_encoder(params)
-    mode = "none"
-    if encoder is not None:
-        from auxsel import features
-
-        mode = features.mode_of(encoder)
+    mode = features.mode_of(encoder) if encoder is not None else "none"
     key = _common.feature_key(params, args.task, mode)
     with artifacts.atomic_dir(out) as tmp:
-        from auxsel import features
-
         if mode == "none":
             meta = features.write_none(tmp, key, args.task)
             outputs = {}
@@ -41,11 +31,10 @@ def main() -> None:
             from auxsel.tasks.load import load_task
             from auxsel.train import resolve_device
 
-            splits = ("train", "dev", "test")
-            _common.verify_prepared(prepared, splits)
-            task = load_task(prepared, splits)
+            _common.verify_prepared(prepared, SPLITS)
+            task = load_task(prepared, SPLITS)
             device = resolve_device(params["device"])
-            tensors = {s: features.compute(encoder, task, s, device=device) for s in splits if task.size(s)}
+            tensors = {s: features.compute(encoder, task, s, device=device) for s in SPLITS if task.size(s)}
             meta = features.write(tmp, tensors, key, args.task)
             outputs = {s: artifacts.file_sha256(tmp / f"{s}.safetensors") for s in tensors}
         prov.write(tmp, outputs=outputs)

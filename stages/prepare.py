@@ -6,18 +6,12 @@ import shutil
 from pathlib import Path
 
 from auxsel import artifacts
-from auxsel.errors import AuxselError
 from auxsel.tasks import builtin, prepare, sources
 from stages import _common
 
 
 def main() -> None:
-    p = _common.parser(__doc__)
-    p.add_argument("--task", required=True)
-    args = p.parse_args()
-    params = _common.load_params(args.params)
-    if args.task not in params["tasks"]:
-        raise AuxselError(f"task {args.task!r} is not defined under tasks in {args.params}")
+    args, params = _common.task_stage(__doc__)
     spec = params["tasks"][args.task]
     seed = params["prepare"]["seed"]
     model = params["model"]

@@ -28,19 +28,12 @@ from typing import Any
 
 import torch
 
+from auxsel.artifacts import file_sha256
 from auxsel.errors import AuxselError
 from auxsel.tasks.tensors import TaskData
 
 FORMAT = 1
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5")
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=8)
@@ -52,7 +45,7 @@ def model_fingerprint(name_or_path: str) -> str:
         for name in WEIGHT_FILES:
             path = folder / name
             if path.is_file():
-                return f"sha256:{_file_sha256(path)}"
+                return f"sha256:{file_sha256(path)}"
         raise AuxselError(f"{folder}: no encoder weight file ({', '.join(WEIGHT_FILES)})")
     return f"name:{name_or_path}"
 
@@ -107,7 +100,7 @@ def write(folder: Path, tensors: dict[str, dict[str, torch.Tensor]], key: dict[s
     ram = sum(t.numel() * t.element_size() for cols in tensors.values() for t in cols.values())
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode())
     for split in sorted(tensors):
-        digest.update(_file_sha256(folder / f"{split}.safetensors").encode())
+        digest.update(file_sha256(folder / f"{split}.safetensors").encode())
     meta = {"task": task, "key": key, "splits": info, "bytes_in_ram": ram, "content_hash": digest.hexdigest(),
             "bytes_on_disk": sum((folder / f"{s}.safetensors").stat().st_size for s in tensors)}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
