@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA, or a CPU with bf16 matmuls)")
     args = ap.parse_args()
     import torch
 
@@ -181,7 +181,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     res = ROOT / "bench" / "results"
-    suffix = "" if args.device == "cpu" else "_" + args.device.replace(":", "")
+    suffix = ("" if args.device == "cpu" else "_" + args.device.replace(":", "")) + ("_amp" if args.amp else "")
     (res / f"text_cache{suffix}.json").write_text(json.dumps(out, indent=2))
     (res / f"text_cache{suffix}.md").write_text(table + "\n")
     shutil.rmtree(root, ignore_errors=True)

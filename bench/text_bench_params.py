@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--epochs-frozen", type=int, default=10, help="with --frozen-encoder: epochs (cheap)")
     ap.add_argument("--lr-frozen", type=float, default=1e-3, help="with --frozen-encoder: AdamW lr for the MLP")
     ap.add_argument("--methods", nargs="+", help=f"final methods (default: {' '.join(METHODS)})")
+    ap.add_argument("--amp", action="store_true", help="train.amp: bf16 autocast (changes the numbers)")
     args = ap.parse_args()
     base = yaml.safe_load((ROOT / "configs/text.yaml").read_text())
     if args.frozen_encoder:
@@ -79,6 +80,8 @@ def main() -> None:
     else:
         out = scaled(base, args.candidate_train, args.epochs, args.freeze_layers, args.max_length, args.seeds,
                      args.candidates, args.positive_train, methods=args.methods)
+    if args.amp:
+        out["train"]["amp"] = True
     sys.stdout.write("# generated: python bench/text_bench_params.py " + " ".join(sys.argv[1:]) + "\n"
                      "# (configs/text.yaml, scaled for a 2-core CPU; the positive control sentiment_more keeps "
                      f"{args.positive_train} training examples of the target's own task, the shuffled labels stay "

@@ -145,3 +145,15 @@ def test_nothing_to_cache_writes_only_meta(tmp_path: Path, raw_dir: Path):
     out = run_stage(root, "features", "--task", "sentiment").stdout
     assert "features mode none" in out
     assert sorted(p.name for p in (root / "data/features/sentiment").iterdir()) == ["meta.json", "provenance.json"]
+
+
+def test_bf16_autocast_trains_the_cached_top_on_cpu(text_project: Path):
+    """train.amp on a CPU: the cached path trains in bf16 (α fit included) to nearly the float32 numbers."""
+    spec = {"kind": "hf", "name_or_path": str(text_project / "data/raw/minilm"), "freeze_layers": 4}
+    _, cached = live_and_cached(text_project)
+    runs = {amp: run_method("avil", build_model(spec, {"sentiment": 2, "sentiment_more": 2}, seed=3), cached, "sentiment",
+                            seed=11, train=dict(epochs=1, batch_size=16, optimizer="adamw", lr=1e-4, amp=amp))
+            for amp in (False, True)}
+    fp32, bf16 = (runs[a].history[-1]["loss"] for a in (False, True))
+    assert fp32 != bf16 and bf16 == pytest.approx(fp32, abs=0.02)  # rounded, not broken
+    assert all(math.isfinite(w["weight"]) and math.isfinite(w["alpha"]) for w in runs[True].weights)

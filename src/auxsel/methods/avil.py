@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from auxsel.errors import AuxselError
 from auxsel.methods.flat import FlatParams
-from auxsel.train import Run, make_optimizer, to_device, upcast
+from auxsel.train import Run, autocast, make_optimizer, to_device, upcast
 
 
 @dataclass
@@ -142,8 +142,9 @@ class AlphaObjective:
     others' deltas are zero there), so the target's head is fixed during the fit."""
 
     def __init__(self, model, flat: FlatParams, theta: torch.Tensor, deltas: torch.Tensor, scale: float,
-                 heads: str, batch: dict[str, torch.Tensor], labels: torch.Tensor, target: str) -> None:
-        self.model, self.flat, self.theta, self.deltas = model, flat, theta, deltas
+                 heads: str, batch: dict[str, torch.Tensor], labels: torch.Tensor, target: str,
+                 amp: bool = False) -> None:
+        self.model, self.flat, self.theta, self.deltas, self.amp = model, flat, theta, deltas, amp
         self.scale, self.heads, self.batch, self.labels, self.target = scale, heads, batch, labels, target
         if heads == "own":
             s = flat.shared
@@ -169,7 +170,9 @@ class AlphaObjective:
         return out
 
     def __call__(self, alpha: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(self.model, self.flat.as_dict(self.params(alpha)), (self.batch, self.target))
+        params = self.flat.as_dict(self.params(alpha))  # float32 always: θ + c·α·δ is not rounded to bf16
+        with autocast(self.theta.device, self.amp):
+            logits = functional_call(self.model, params, (self.batch, self.target))
         return F.cross_entropy(upcast(logits), self.labels)
 
 
@@ -225,7 +228,7 @@ class Avil:
     def objective(self, run: Run, theta: torch.Tensor) -> AlphaObjective:
         scale = 1.0 / sum(self.weights.values()) if self.cfg.merge == "mean" else 1.0
         return AlphaObjective(run.model, self.flat, theta, self.deltas, scale, self.cfg.heads, self.dev_inputs,
-                              self.dev_labels, self.target)
+                              self.dev_labels, self.target, amp=run.cfg.amp)
 
     def alpha_init(self) -> torch.Tensor:
         if self.cfg.alpha_init == "ones":
@@ -292,7 +295,9 @@ class Avil:
         alpha0 = self.alpha_init()
         model.eval()
         with torch.no_grad():
-            before = float(F.cross_entropy(upcast(model(self.dev_inputs, self.target)), self.dev_labels))
+            with autocast(run.device, run.cfg.amp):
+                logits = model(self.dev_inputs, self.target)
+            before = float(F.cross_entropy(upcast(logits), self.dev_labels))
             at_init = float(obj(alpha0))
         alpha, evals = self.solve(obj, alpha0)
         with torch.no_grad():

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from auxsel.errors import AuxselError
 from auxsel.methods.flat import FlatParams
-from auxsel.train import Run, make_optimizer, to_device, upcast
+from auxsel.train import Run, autocast, make_optimizer, to_device, upcast
 
 
 @dataclass
@@ -89,7 +89,8 @@ class Diw:
             wv = w.clone().requires_grad_(True)
             ahead = theta - run.cfg.lr * (wv @ grads)
             model.eval()
-            logits = functional_call(model, flat.as_dict(ahead), (inputs, run.target))
+            with autocast(run.device, run.cfg.amp):
+                logits = functional_call(model, flat.as_dict(ahead), (inputs, run.target))
             model.train()
             F.cross_entropy(upcast(logits), labels).backward()
             total += wv.grad.double().cpu()
