@@ -115,11 +115,14 @@ def main() -> None:
 
         enc = build_model(spec, heads, seed=1).to(args.device).trunk
 
+        from auxsel.train import autocast
+
         def timed(ids, mask, size) -> float:
             t0 = time.perf_counter()
             for start in range(0, len(ids), size):
                 i, m = _trim_padding(ids[start:start + size].to(args.device), mask[start:start + size].to(args.device))
-                enc.bottom(i, m)
+                with autocast(torch.device(args.device), args.amp):  # as the live path runs it
+                    enc.bottom(i, m)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             return (time.perf_counter() - t0) / len(ids)
