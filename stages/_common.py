@@ -128,7 +128,7 @@ def verify_prepared(folder: Path, splits: tuple[str, ...], ext: str = "parquet",
         if want and path.is_file():
             got = file_sha256(path)
             if got != want:
-                raise AuxselError(f"{path}: sha256 {got} is not the {want} that the prepare stage wrote "
+                raise AuxselError(f"{path}: sha256 {got} is not the {want} that the {stage} stage wrote "
                                   f"(truncated, corrupted or changed since); rerun the {stage} stage")
 
 

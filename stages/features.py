@@ -21,13 +21,11 @@ def main() -> None:
     prov = artifacts.Provenance("features", {"model": params["model"], "device": params["device"]}, [prepared],
                                 device=params["device"])
     encoder = _common.frozen_encoder(params)
-    mode = features.mode_of(encoder) if encoder is not None else "none"
+    mode = features.mode_of(encoder)  # "none" when nothing is frozen (encoder None)
     key = _common.feature_key(params, args.task, mode)
     with artifacts.atomic_dir(out) as tmp:
-        if mode == "none":
-            meta = features.write_none(tmp, key, args.task)
-            outputs = {}
-        else:
+        tensors = {}
+        if mode != "none":
             from auxsel.tasks.load import load_task
             from auxsel.train import resolve_device
 
@@ -35,9 +33,8 @@ def main() -> None:
             task = load_task(prepared, SPLITS)
             device = resolve_device(params["device"])
             tensors = {s: features.compute(encoder, task, s, device=device) for s in SPLITS if task.size(s)}
-            meta = features.write(tmp, tensors, key, args.task)
-            outputs = {s: artifacts.file_sha256(tmp / f"{s}.safetensors") for s in tensors}
-        prov.write(tmp, outputs=outputs)
+        meta = features.write(tmp, tensors, key, args.task)
+        prov.write(tmp, outputs={s: artifacts.file_sha256(tmp / f"{s}.safetensors") for s in tensors})
     size = f"{meta['bytes_on_disk'] / 2**20:.1f} MiB on disk, {meta['bytes_in_ram'] / 2**20:.1f} MiB in RAM"
     print(f"{args.task}: features mode {mode} ({size}) -> {out}")
 

@@ -70,7 +70,8 @@ def compute(encoder: Any, task: TaskData, split: str, batch_size: int = 128,
     """The frozen bottom's output for every example of `task`'s `split`, on the CPU."""
     device = torch.device(device)
     encoder.to(device).eval()
-    ids, mask = task.require(split)["input_ids"], task.require(split)["attention_mask"]
+    cols = task.require(split)
+    ids, mask = cols["input_ids"], cols["attention_mask"]
     used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
     ids, mask = ids[:, :used], mask[:, :used]
     mode = mode_of(encoder)
@@ -88,7 +89,8 @@ def compute(encoder: Any, task: TaskData, split: str, batch_size: int = 128,
 
 
 def write(folder: Path, tensors: dict[str, dict[str, torch.Tensor]], key: dict[str, Any], task: str) -> dict[str, Any]:
-    """Write `<split>.safetensors` + meta.json into `folder` (the caller makes it atomic)."""
+    """Write `<split>.safetensors` + meta.json into `folder` (the caller makes it atomic). With no
+    tensors (mode "none") only meta.json: training then reads the prepared data."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -103,16 +105,6 @@ def write(folder: Path, tensors: dict[str, dict[str, torch.Tensor]], key: dict[s
         digest.update(file_sha256(folder / f"{split}.safetensors").encode())
     meta = {"task": task, "key": key, "splits": info, "bytes_in_ram": ram, "content_hash": digest.hexdigest(),
             "bytes_on_disk": sum((folder / f"{s}.safetensors").stat().st_size for s in tensors)}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return meta
-
-
-def write_none(folder: Path, key: dict[str, Any], task: str) -> dict[str, Any]:
-    """Mode "none": a meta.json only; training reads the prepared data."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {"task": task, "key": key, "splits": {}, "bytes_in_ram": 0, "bytes_on_disk": 0,
-            "content_hash": hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
