@@ -30,14 +30,15 @@ MINILM_DEPTH = 6
 
 def scaled(base: dict, candidate_train: int, epochs: int, freeze_layers: int, max_length: int, seeds: list[int],
            candidates: list[str] | None = None, positive_train: int = 2000, mlp_layers: int = 0,
-           mlp_width: int = 256, methods: list[str] | None = None) -> dict:
+           mlp_width: int = 256, methods: list[str] | None = None,
+           positive: tuple[str, ...] = POSITIVE_CONTROLS) -> dict:
     """configs/text.yaml with smaller candidates (the positive control excepted), fewer epochs and
     all final methods."""
     p = copy.deepcopy(base)
     if candidates:
         unknown = sorted(set(candidates) - set(p["candidates"]))
         if unknown:
-            raise SystemExit(f"--candidates: {unknown} not in configs/text.yaml's pool {p['candidates']}")
+            raise SystemExit(f"--candidates: {unknown} not in the pool {p['candidates']}")
         p["candidates"] = list(candidates)
         p["tasks"] = {t: spec for t, spec in p["tasks"].items() if t == p["target"] or t in candidates}
     p["seeds"] = list(seeds)
@@ -48,8 +49,8 @@ def scaled(base: dict, candidate_train: int, epochs: int, freeze_layers: int, ma
         p["model"].update(mlp_layers=mlp_layers, mlp_width=mlp_width)
     p["final"]["methods"] = list(methods or METHODS)
     for name in p["candidates"]:
-        cap = positive_train if name in POSITIVE_CONTROLS else candidate_train
-        p["tasks"][name]["max_train"] = cap if name in POSITIVE_CONTROLS else min(int(p["tasks"][name]["max_train"]), cap)
+        cap = positive_train if name in positive else candidate_train
+        p["tasks"][name]["max_train"] = cap if name in positive else min(int(p["tasks"][name]["max_train"]), cap)
     return p
 
 

@@ -212,11 +212,12 @@ def training_run(
     prov = artifacts.Provenance(stage, slice_, inputs, device=params["device"])
     init_seed = derive_seed(params["seed"], "init", target, seed)
     run_seed = derive_seed(params["seed"], stage, target, ",".join(auxiliaries), seed)
+    eval_seed = derive_seed(params["seed"], "dev", target, seed)  # same dev draws for every run of this seed
     model = build_model(model_spec(params), {n: tasks[n].num_classes for n in names}, seed=init_seed)
     check_inputs(model, tasks)
     ckpt = checkpoint_path(out)
     result = run_method(method, model, tasks, target, seed=run_seed, train=train_section(params), options=section or None,
-                        weights=weights, checkpoint=ckpt)
+                        weights=weights, checkpoint=ckpt, eval_seed=eval_seed)
     if result.resumed_from:
         print(f"resumed from epoch {result.resumed_from} ({ckpt})")
     if result.checkpoint_note:
@@ -228,7 +229,7 @@ def training_run(
             save(model, tmp / "model.safetensors")
         artifacts.write_json({"final_weights": result.final_weights, "best_epoch": result.best_epoch,
                               "epochs_run": result.epochs_run, "metrics": result.metrics}, tmp / "summary.json")
-        prov.write(tmp, init_seed=init_seed, run_seed=run_seed, resumed_from=result.resumed_from)
+        prov.write(tmp, init_seed=init_seed, run_seed=run_seed, eval_seed=eval_seed, resumed_from=result.resumed_from)
     remove_checkpoint(ckpt)
     dev = result.metrics.get("dev", {})
     test = result.metrics.get("test", {})

@@ -146,9 +146,7 @@ def test_controls_positive_control_on_top_shuffled_below_and_no_loss_vs_single()
         s = run_method("single", _model(tasks, seed), tasks, "left", seed=seed, train=CONTROL_TRAIN)
         w = r.final_weights
         for row in r.weights:
-            assert math.isfinite(row["weight"]) and math.isfinite(row["alpha"]) and row["alpha"] > 0
-        for e in range(1, r.epochs_run + 1):
-            assert any(row["weight"] > 0 for row in r.weights if row["epoch"] == e and row["task"] != "left")
+            assert math.isfinite(row["weight"]) and math.isfinite(row["alpha"])
         assert w["left"] == 1.0
         top += w["left_more"] > max(w["right"], w["shuffled"])
         below += w["shuffled"] < w["left_more"]

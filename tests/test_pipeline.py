@@ -74,6 +74,10 @@ def check_results(root: Path, params: dict) -> dict:
             # a screen reports the target on dev (what selection reads) and on test (reported only)
             assert set(pq.read_table(d / "metrics.parquet").column("split").to_pylist()) == {"dev", "test"}
             assert json.loads((d / "provenance.json").read_text())["stage"] == "screen"
+        # every screen of one seed draws the same dev examples (αVIL's fit batch, DIW's dev batches)
+        evals = {json.loads((root / f"results/screen/{a}/seed-{seed}/provenance.json").read_text())["eval_seed"]
+                 for a in params["candidates"]}
+        assert len(evals) == 1, evals
         for method in params["final"]["methods"]:
             d = root / f"results/final/{method}/seed-{seed}"
             assert (d / "model.safetensors").stat().st_size > 10_000

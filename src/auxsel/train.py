@@ -222,7 +222,8 @@ class Meter:
 class Run:
     """What an epoch plan sees: the model, tasks, config, device and the shared primitives."""
 
-    def __init__(self, model, tasks: dict[str, TaskData], target: str, cfg: TrainConfig, seed: int) -> None:
+    def __init__(self, model, tasks: dict[str, TaskData], target: str, cfg: TrainConfig, seed: int,
+                 eval_seed: int | None = None) -> None:
         if target not in tasks:
             raise AuxselError(f"target task {target!r} is not among the tasks {sorted(tasks)}")
         missing = [t for t in tasks if t not in model.heads]
@@ -232,6 +233,9 @@ class Run:
             task.require("train")
         tasks[target].require("dev")
         self.model, self.tasks, self.target, self.cfg, self.seed = model, tasks, target, cfg, seed
+        # draws from the target's dev split (αVIL's fit batch, DIW's dev batches) use this seed, which
+        # callers derive without the auxiliaries, so runs that differ only in them see the same dev examples
+        self.eval_seed = seed if eval_seed is None else eval_seed
         self.device = resolve_device(cfg.device)
         self.generator = torch.Generator().manual_seed(seed)
         self.streams = {t: TaskStream(task.size("train"), torch.Generator().manual_seed(seed * 7919 + i + 1))
@@ -378,7 +382,7 @@ def check_rows(rows: list[dict[str, Any]], epoch: int, method: str) -> None:
 
 def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: TrainConfig, seed: int,
         method: str = "", checkpoint: str | os.PathLike | None = None,
-        identity: dict[str, Any] | None = None) -> TrainResult:
+        identity: dict[str, Any] | None = None, eval_seed: int | None = None) -> TrainResult:
     """Run `plan` for cfg.epochs epochs; keep the best target-dev epoch; evaluate it on dev and test.
 
     With cfg.resume, `checkpoint` is the file the per-epoch checkpoint goes to (written to a temp
@@ -393,9 +397,9 @@ def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: Tr
         if checkpoint is None:
             raise AuxselError("train.resume is set but no checkpoint path was given to fit()/run_method()")
         ckpt = Path(checkpoint)
-        key = run_fingerprint(model, tasks, target, cfg, seed, method, identity)
+        key = run_fingerprint(model, tasks, target, cfg, seed, method, {**(identity or {}), "eval_seed": eval_seed})
     seed_everything(seed)
-    run = Run(model, tasks, target, cfg, seed)
+    run = Run(model, tasks, target, cfg, seed, eval_seed)
     model.to(run.device)
     model.train()
     plan.setup(run)

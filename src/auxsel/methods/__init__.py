@@ -53,6 +53,7 @@ def run_method(
     options: AvilConfig | DiwConfig | dict[str, Any] | None = None,
     weights: dict[str, float] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    eval_seed: int | None = None,
 ) -> TrainResult:
     """Train `model` on `target` (+ the other entries of `tasks`) with `method`; return a TrainResult.
 
@@ -61,7 +62,7 @@ def run_method(
         model: a MultiTaskModel with a head for every task (auxsel.models.build_model).
         tasks: {name: TaskData}; must contain `target`. `single` ignores the others.
         target: the target task; only its dev split chooses anything, its test split is only reported.
-        seed: seeds the samplers, the α dev batch and torch (the model's init is seeded by build_model).
+        seed: seeds the samplers and torch (the model's init is seeded by build_model).
         train: TrainConfig or its params dict.
         options: AvilConfig / DiwConfig or their params dict (see `method_options`).
         weights: `fixed`: the loss weight of every auxiliary (target defaults to 1; a missing
@@ -69,6 +70,9 @@ def run_method(
             selection's weights in the final stage.
         checkpoint: where the per-epoch checkpoint goes when `train.resume` is set (the caller
             chooses the path and deletes the file when done; see `auxsel.train.fit`).
+        eval_seed: seeds the draws from the target's dev split (αVIL's fit batch, DIW's dev
+            batches); default `seed`. Runs that must be compared (the pairwise screens of one seed)
+            get the same eval_seed, so they are judged on the same dev examples.
     """
     if method not in METHODS:
         raise AuxselError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
@@ -104,6 +108,7 @@ def run_method(
         plan = Avil(opts, w)
     run_tasks = {t: tasks[t] for t in names}
     identity = {"options": opts.to_dict() if opts is not None else {}, "initial_weights": w}
-    result = fit(model, run_tasks, target, plan, cfg, seed, method=method, checkpoint=checkpoint, identity=identity)
+    result = fit(model, run_tasks, target, plan, cfg, seed, method=method, checkpoint=checkpoint, identity=identity,
+                 eval_seed=eval_seed)
     result.config = {"method": method, "train": cfg.to_dict(), **identity}
     return result

@@ -3,14 +3,18 @@ updates δ_t, fitted on the target's dev loss between epochs.
 
 One implementation, every open choice a key of `AvilConfig`. Two presets:
 - `avil_literal`: the paper's method as far as its text can be recovered (DESIGN.md steps 1-4).
-- `avil` (default): the formulation that passes the controls (docs/methods.md has the evidence).
+- `avil` (default): the share read-out (docs/methods.md derives it and has the evidence);
+  `PREVIOUS` holds the overrides that give back `avil` as it was before issue 13 (α read-out).
 
 Per epoch (both presets):
   1. for every task t: from the shared θ, train on its epoch sample → δ_t = θ_t − θ (flat, K x P);
-  2. fit α on L_target(dev batch, θ + c·Σ_t α_t δ_t) (gradient ⟨∇θ L_dev(θ'), δ_t⟩, one
+  2. fit the mixing coefficients on the target's dev loss at the merged parameters (one
      forward/backward per evaluation through `torch.func.functional_call`);
-  3. θ ← θ + c·Σ_t α_t δ_t;
-  4. update the weights w from α.
+  3. merge: θ ← the fitted mix;
+  4. read the weights out of the fit.
+readout="share" (default): coefficients c of the trunk updates rescaled to the target's norm, a
+profiled logit temperature, L-BFGS to a gradient tolerance from a fixed start; shares λ = c/Σ|c|.
+readout="alpha": α fitted from α = w or 1 for a few evaluations, weights by EMA or additive update.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch.nn import functional as F
 
 from auxsel.errors import AuxselError
 from auxsel.methods.flat import FlatParams
+from auxsel.methods.share_fit import ShareObjective, inverse_temperature, minimise  # noqa: F401
 from auxsel.train import Run, autocast, make_optimizer, to_device, upcast
 
 
@@ -68,6 +73,19 @@ class AvilConfig:
             target's α toward 0 cannot blow the others' weights up (default 4.0).
         hold_target_weight: keep the target's weight at 1 (weights of the others are read relative
             to it, comparable across pairwise screens) (default True; literal: False).
+        readout: "share" - fit the coefficients c of the norm-matched trunk updates (and a logit
+            temperature) to a tolerance from the start c = (1, 0, …, 0), merge θ + Σ c_k·D_k and read
+            task k's share λ_k = c_k / Σ|c| (importance = mean λ over epochs; weight = mean λ_k /
+            mean λ_target); "alpha" - the α fit + weight update above (the literal preset and the
+            previous default) (default "share"; literal: "alpha"). With "share" the keys rho,
+            task_loss, keep_optimizer_state, dev_batch, weight_cap and hold_target_weight still
+            apply; heads is "own", and merge / alpha_* / weight_update / weight_ema / weight_floor do not.
+        fit_tol: "share": stop when the largest gradient entry of the fit is ≤ fit_tol (default 1e-3;
+            ReLU / max-pool kinks make one-sided gradients jump by ~1e-4..1e-3, so much less is not
+            reachable).
+        fit_evals: "share": most dev-loss evaluations (forward + backward) per fit (default 30).
+        temperature: "share": profile out a logit temperature in the fit, so a change of confidence
+            alone earns no share (default True).
     """
 
     rho: float | None = None
@@ -86,8 +104,13 @@ class AvilConfig:
     weight_floor: float = 0.02
     weight_cap: float = 4.0
     hold_target_weight: bool = True
+    readout: str = "share"
+    fit_tol: float = 1e-3
+    fit_evals: int = 30
+    temperature: bool = True
 
     _CHOICES = {
+        "readout": ("share", "alpha"),
         "task_loss": ("unit", "weighted"),
         "heads": ("own", "alpha"),
         "merge": ("mean", "sum"),
@@ -111,6 +134,11 @@ class AvilConfig:
             raise AuxselError("avil.weight_ema must be in (0, 1]")
         if self.dev_batch is not None and self.dev_batch < 1:
             raise AuxselError("avil.dev_batch must be >= 1 or null")
+        if not self.fit_tol > 0:
+            raise AuxselError("avil.fit_tol must be > 0")
+        if self.fit_evals < 1:
+            raise AuxselError("avil.fit_evals must be >= 1")
+
 
     @classmethod
     def preset(cls, method: str = "avil", overrides: dict[str, Any] | None = None) -> "AvilConfig":
@@ -131,8 +159,12 @@ class AvilConfig:
 LITERAL: dict[str, Any] = dict(
     rho=None, task_loss="weighted", keep_optimizer_state=False, heads="alpha", merge="sum", alpha_param="direct",
     alpha_init="ones", alpha_solver="adam", alpha_steps=10, alpha_lr=0.05, dev_batch=None, weight_update="additive",
-    hold_target_weight=False,
+    hold_target_weight=False, readout="alpha",
 )
+
+# `avil` as it was up to issue 13 (α in log space warm-started at w, 4 L-BFGS evaluations, EMA of α_t/α_target):
+# kept so that benches can show it beside the current default.
+PREVIOUS: dict[str, Any] = dict(readout="alpha")
 
 
 class AlphaObjective:
@@ -191,13 +223,17 @@ class Avil:
         self.K = len(self.tasks)
         dev = run.tasks[run.target]
         n_dev = dev.size("dev")
-        g = torch.Generator().manual_seed(run.seed * 104729 + 17)
+        # seeded by the run's evaluation seed, which does not depend on the auxiliaries: every
+        # pairwise screen of one seed fits on the same dev examples, so their read-outs compare
+        g = torch.Generator().manual_seed(run.eval_seed * 104729 + 17)
         pick = torch.randperm(n_dev, generator=g)[: self.cfg.dev_batch] if self.cfg.dev_batch else torch.arange(n_dev)
         pick = pick.sort().values
         self.dev_inputs = to_device(dev.inputs("dev", pick), run.device)
         self.dev_labels = dev.labels("dev", pick).to(run.device)
         self.deltas = torch.zeros(self.K, self.flat.size, device=run.device, dtype=self.flat.params[0].dtype)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.share_sum = {t: 0.0 for t in self.tasks}
+        self.fits = 0
 
     def _optimizer(self, run: Run, task: str) -> torch.optim.Optimizer:
         if task not in self.optimizers or not self.cfg.keep_optimizer_state:
@@ -286,6 +322,76 @@ class Avil:
             self.weights[self.target] = 1.0
 
     def epoch(self, run: Run, epoch: int) -> list[dict[str, Any]]:
+        return self.epoch_share(run, epoch) if self.cfg.readout == "share" else self.epoch_alpha(run, epoch)
+
+    # -- the share read-out (readout="share")
+    def share_weights(self) -> dict[str, float]:
+        """Weights from the mean shares: w_k = mean λ_k / mean λ_target, clipped to [0, weight_cap]
+        (the target's is 1); a candidate as useful as the target's own update gets 1."""
+        mean = {t: self.share_sum[t] / max(self.fits, 1) for t in self.tasks}
+        ref = mean[self.target]
+        out = {}
+        for t in self.tasks:
+            rel = mean[t] / ref if ref > 0 else (self.cfg.weight_cap if mean[t] > 0 else 0.0)
+            out[t] = min(max(rel, 0.0), self.cfg.weight_cap)
+        out[self.target] = 1.0
+        return out
+
+    def epoch_share(self, run: Run, epoch: int) -> list[dict[str, Any]]:
+        model = run.model
+        theta = self.flat.get().clone()
+        t0 = time.perf_counter()
+        self.task_updates(run, theta)
+        t1 = time.perf_counter()
+        obj = ShareObjective(model, self.flat, theta, self.deltas, self.dev_inputs, self.dev_labels, self.target,
+                             self.cfg.temperature, amp=run.cfg.amp)
+        v0 = torch.zeros(self.K, dtype=theta.dtype, device=theta.device)
+        v0[0] = 1.0  # the target's own update: a start that no weight or earlier epoch moves
+        model.eval()
+        with torch.no_grad():
+            with autocast(run.device, run.cfg.amp):
+                logits = model(self.dev_inputs, self.target)
+            before = float(F.cross_entropy(upcast(logits), self.dev_labels))
+        m = obj.whitening()
+        fit = minimise(lambda b: obj(m @ b), torch.linalg.solve(m, v0), self.cfg.fit_tol, self.cfg.fit_evals)
+        c = m @ fit["v"]
+        with torch.no_grad():
+            merged = obj.params(c)
+        model.train()
+        self.flat.set(merged)
+        t2 = time.perf_counter()
+        step = float(c.abs().sum())
+        shares = (c / step).tolist() if step > 0 else [0.0] * self.K
+        for t, lam in zip(self.tasks, shares):
+            self.share_sum[t] += lam
+        self.fits += 1
+        weights = self.share_weights()
+        self.weights = weights
+        norms = self.trunk_norms()
+        cos = self.cosines()
+        rows = []
+        for k, t in enumerate(self.tasks):
+            rows.append({"epoch": epoch, "task": t, "weight": weights[t], "alpha": float(c[k] * obj.scale[k]),
+                         "share": shares[k], "importance": self.share_sum[t] / self.fits, "coef": float(c[k]),
+                         "step": step, "temperature": 1.0 / obj.beta,
+                         "delta_norm": float(norms[k]), "cos_target": float(cos[k]),
+                         "dev_loss_before": before, "dev_loss_after": fit["loss"], "fit_iters": fit["iters"],
+                         "fit_evals": fit["evals"], "fit_restarts": fit["restarts"],
+                         "fit_grad_max": fit["grad_max"],
+                         "fit_converged": fit["converged"],
+                         "update_seconds": t1 - t0, "solve_seconds": t2 - t1})
+        return rows
+
+    def trunk_norms(self) -> torch.Tensor:
+        return self.deltas[:, : self.flat.shared].norm(dim=1)
+
+    def cosines(self) -> torch.Tensor:
+        shared = self.deltas[:, : self.flat.shared]
+        norms = shared.norm(dim=1)
+        return (shared @ shared[0]) / (norms * norms[0]).clamp_min(1e-30)
+
+    # -- the α read-out (readout="alpha": `avil_literal` and the previous `avil`)
+    def epoch_alpha(self, run: Run, epoch: int) -> list[dict[str, Any]]:
         model = run.model
         theta = self.flat.get().clone()
         t0 = time.perf_counter()
@@ -306,11 +412,7 @@ class Avil:
         model.train()
         self.flat.set(merged)
         t2 = time.perf_counter()
-        # diagnostics on the shared slice
-        s = self.flat.shared
-        shared = self.deltas[:, :s]
-        norms = shared.norm(dim=1)
-        cos = (shared @ shared[0]) / (norms * norms[0]).clamp_min(1e-30)
+        norms, cos = self.trunk_norms(), self.cosines()
         self.update_weights(alpha)
         rows = []
         for k, t in enumerate(self.tasks):

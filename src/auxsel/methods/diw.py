@@ -3,11 +3,16 @@ a one-step look-ahead of the weighted training step.
 
 **This is our reading.** The paper's DIW baseline is not specified in any text we can read. We
 read it as: between epochs, at the current θ, draw one training batch per task and compute each
-task's gradient g_t; take the look-ahead θ' = θ − lr·Σ_t w_t g_t (plain SGD, no momentum); the
-derivative of the dev loss with respect to w_t is ∂L_dev(θ')/∂w_t = −lr·⟨∇θ L_dev(θ'), g_t⟩
-(one forward/backward on a dev batch through `torch.func.functional_call`). Average it over
-`batches` draws and take a gradient step on w. Inside an epoch the tasks are trained exactly as
-`fixed` with the current weights.
+task's gradient g_t; take the look-ahead θ' = θ − Σ_t w_t P⊙g_t, where P is the per-parameter
+step the run's optimiser actually takes per unit gradient (AdamW: lr / (√v̂ + ε) from its second
+moments; SGD with momentum μ: lr / (1 − μ), the steady-state step); the derivative of the dev loss
+with respect to w_t is ∂L_dev(θ')/∂w_t = −⟨∇θ L_dev(θ'), P⊙g_t⟩ (one forward/backward on a dev
+batch through `torch.func.functional_call`). Average it over `batches` draws and take a gradient
+step on w. Inside an epoch the tasks are trained exactly as `fixed` with the current weights.
+
+Until issue 13 the look-ahead was a plain SGD step at `lr`: under AdamW at lr 1e-4 (the text
+settings) that is ~1000× smaller than the step AdamW takes, and the weights did not move
+(1.000–1.004 over 6 epochs).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ class DiwConfig:
     """DIW options (params.yaml: the `diw` section; keys map 1:1).
 
     Attributes:
-        meta_lr: step size of the gradient step on the weights (default 10.0).
+        meta_lr: step size of the gradient step on the weights (default 1.0; 10.0 before the look-ahead
+            took the optimiser's steady-state step: with SGD at momentum 0.9 the product is unchanged).
         batches: look-ahead estimates averaged per epoch; each costs one training batch per task
             and one dev batch (default 4).
         dev_batch: dev examples per look-ahead estimate (default 256).
@@ -37,7 +43,7 @@ class DiwConfig:
         hold_target_weight: keep the target's weight at 1 (default True).
     """
 
-    meta_lr: float = 10.0
+    meta_lr: float = 1.0
     batches: int = 4
     dev_batch: int = 256
     weight_floor: float = 0.0
@@ -64,13 +70,32 @@ class Diw:
         self.tasks = list(self.weights)
         self.opt = make_optimizer(run.model.parameters(), run.cfg)
         self.flat = FlatParams(run.model)
-        self.dev_gen = torch.Generator().manual_seed(run.seed * 15485863 + 5)
+        self.dev_gen = torch.Generator().manual_seed(run.eval_seed * 15485863 + 5)
+
+    def step_sizes(self, run: Run) -> torch.Tensor:
+        """P: the optimiser's step per unit gradient, per parameter (flat), from its current state."""
+        cfg = run.cfg
+        out = []
+        for p in self.flat.params:
+            st = self.opt.state.get(p, {})
+            if cfg.optimizer == "sgd":
+                out.append(torch.full((p.numel(),), cfg.lr / (1.0 - cfg.momentum), dtype=p.dtype, device=p.device))
+            elif "exp_avg_sq" in st:
+                group = next(g for g in self.opt.param_groups if any(q is p for q in g["params"]))
+                beta2, eps = group["betas"][1], group["eps"]
+                step = float(st["step"])
+                v_hat = st["exp_avg_sq"].reshape(-1) / (1.0 - beta2 ** step)
+                out.append(cfg.lr / (v_hat.sqrt() + eps))
+            else:  # no second moments yet (never stepped): the plain step
+                out.append(torch.full((p.numel(),), cfg.lr, dtype=p.dtype, device=p.device))
+        return torch.cat(out)
 
     def meta_gradient(self, run: Run) -> torch.Tensor:
-        """d L_dev(θ − lr·Σ w_t g_t) / d w, averaged over cfg.batches draws."""
+        """d L_dev(θ − Σ w_t P⊙g_t) / d w, averaged over cfg.batches draws."""
         model, flat = run.model, self.flat
         dev = run.tasks[run.target]
         theta = flat.get()
+        steps = self.step_sizes(run)
         w = torch.tensor([self.weights[t] for t in self.tasks], dtype=theta.dtype, device=theta.device)
         total = torch.zeros(len(self.tasks), dtype=torch.float64)
         for _ in range(self.cfg.batches):
@@ -81,13 +106,13 @@ class Diw:
                 loss, _, _ = run.loss(task, idx)
                 run.check_finite(loss, task)
                 loss.backward()
-                grads[k] = flat.grad()
+                grads[k] = flat.grad() * steps
             model.zero_grad(set_to_none=True)
             pick = torch.randperm(dev.size("dev"), generator=self.dev_gen)[: self.cfg.dev_batch]
             inputs = to_device(dev.inputs("dev", pick), run.device)
             labels = dev.labels("dev", pick).to(run.device)
             wv = w.clone().requires_grad_(True)
-            ahead = theta - run.cfg.lr * (wv @ grads)
+            ahead = theta - wv @ grads
             model.eval()
             with autocast(run.device, run.cfg.amp):
                 logits = functional_call(model, flat.as_dict(ahead), (inputs, run.target))

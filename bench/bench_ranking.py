@@ -1,0 +1,259 @@
+"""Do the screening methods rank a pool's candidates right? Four pool/target pairs, 5 seeds, one command.
+
+    python bench/bench_ranking.py                       # all four pairs (text pairs take hours on 2 cores)
+    python bench/bench_ranking.py --pairs a b --jobs 2  # the two vision pairs
+
+Pairs: (a) the default vision pool (params.yaml, target `left`); (b) the vision pool with the right
+digit as target (configs/vision_right.yaml); (c) the text pool, scaled as bench/text_bench_params.py
+but at 6 epochs (configs/text.yaml, target `sentiment`); (d) the text pool with target
+`subjectivity` (configs/text_subjectivity.yaml). Every pool has a positive control (more data of
+the target's own task) and a shuffled-labels control.
+
+For each pair and seed, every candidate is screened pairwise with {target, candidate} by: `uniform`,
+`diw`, `avil` (the current default: the share read-out) and `avil_prev` (`avil` as it was before
+issue 13: the α read-out, `auxsel.methods.avil.PREVIOUS`), with the pipeline's seeds (same initial
+model, same batch order and same dev examples for every method and candidate of one seed), plus
+the single-task baseline. The reference effect of a candidate is uniform's paired test gain over
+single (mean over seeds). Importance: `avil` - the mean share (neutral 0: an update that does not
+help the target's dev loss gets 0 in expectation); `avil_prev` and `diw` - the final weight
+(the target's own level: 1). Checks per pair and method (issue 13):
+  - the positive control has the top importance on >= 4 of 5 seeds;
+  - shuffled below the positive control on 5 of 5, below the neutral level on >= 4 of 5;
+  - Spearman(mean importance, reference effects) >= 0.8;
+  - screening dev metric (mean over candidates and seeds) not below avil_prev's by > 0.005.
+
+Each pair runs in its own project (--workdir/<pair>, kept and reused): data are prepared there by
+snakemake, then one worker per seed (--jobs at a time, one torch thread each) writes
+<project>/ranking/seed-N.json. Results: bench/results/ranking.{json,md} (pairs run later are
+merged in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics as st
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+METHODS = ["uniform", "diw", "avil", "avil_prev"]
+NEUTRAL = {"avil": 0.0, "avil_prev": 1.0, "diw": 1.0}
+PAIRS = {
+    "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},
+    "b": {"name": "vision, target right", "config": "configs/vision_right.yaml", "positive": "right_more",
+          "shuffled": "shuffled"},
+    "c": {"name": "text, target sentiment", "config": "configs/text.yaml", "positive": "sentiment_more",
+          "shuffled": "shuffled", "text": True},
+    "d": {"name": "text, target subjectivity", "config": "configs/text_subjectivity.yaml",
+          "positive": "subjectivity_more", "shuffled": "shuffled", "text": True},
+}
+
+
+def pair_params(pair: str, seeds: list[int], text_epochs: int) -> dict:
+    spec = PAIRS[pair]
+    base = yaml.safe_load((ROOT / spec["config"]).read_text())
+    if not spec.get("text"):
+        base["seeds"] = list(seeds)
+        return base
+    from text_bench_params import scaled
+
+    return scaled(base, candidate_train=500, epochs=text_epochs, freeze_layers=4, max_length=32, seeds=seeds,
+                  positive=(spec["positive"],))
+
+
+# -- the worker: one seed of one pair, inside its project
+
+
+def worker(seed: int, methods: list[str]) -> None:
+    import torch
+
+    from stages import _common
+
+    from auxsel.methods import run_method
+    from auxsel.methods.avil import PREVIOUS
+    from auxsel.models import build_model
+    from auxsel.seeding import derive_seed
+
+    torch.set_num_threads(1)
+    params = _common.load_params(Path("params.yaml"))
+    g, target = params["seed"], params["target"]
+    tasks = _common.load_tasks(params, [target, *params["candidates"]])
+    train = _common.train_section(params)
+    metric = tasks[target].metric
+    eval_seed = derive_seed(g, "dev", target, seed)
+
+    def run(method: str, names: list[str], run_seed: int) -> dict:
+        model = build_model(_common.model_spec(params), {n: tasks[n].num_classes for n in names},
+                            seed=derive_seed(g, "init", target, seed))
+        name, options = ("avil", dict(PREVIOUS)) if method == "avil_prev" else (method, None)
+        t0 = time.perf_counter()
+        r = run_method(name, model, {n: tasks[n] for n in names}, target, seed=run_seed, train=train,
+                       options=options, eval_seed=eval_seed)
+        rows = [{k: v for k, v in w.items() if isinstance(v, (int, float, str, bool))} for w in r.weights]
+        return {"dev": r.metrics["dev"][metric], "test": r.metrics["test"][metric], "weights": r.final_weights,
+                "rows": rows, "seconds": time.perf_counter() - t0}
+
+    out: dict = {"seed": seed, "metric": metric, "single": run("single", [target], derive_seed(g, "baseline", target, "", seed))}
+    for aux in params["candidates"]:
+        run_seed = derive_seed(g, "screen", target, aux, seed)
+        out[aux] = {m: run(m, [target, aux], run_seed) for m in methods}
+        print(f"seed {seed} {aux}: " + ", ".join(f"{m} dev {v['dev']:.4f} w {v['weights'][aux]:.3f}" for m, v in out[aux].items()),
+              flush=True)
+    Path("ranking").mkdir(exist_ok=True)
+    tmp = Path(f"ranking/seed-{seed}.json.tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(f"ranking/seed-{seed}.json")
+
+
+# -- the driver
+
+
+def prepare(pair: str, project: Path, params: dict) -> None:
+    from bench_text_pipeline import make_project, snakemake
+
+    text = yaml.safe_dump(params, sort_keys=False)
+    if not project.exists():
+        make_project(project, ROOT / "data" / "raw", text)
+    elif (project / "params.yaml").read_text() != text:
+        (project / "params.yaml").write_text(text)
+    names = [params["target"], *params["candidates"]]
+    wall, _ = snakemake(project, 2, *[f"data/features/{n}" for n in names])
+    print(f"[{pair}] data ready in {project} ({wall:.0f} s)", flush=True)
+
+
+def run_seed(project: Path, seed: int, methods: list[str]) -> Path:
+    out = project / "ranking" / f"seed-{seed}.json"
+    if out.exists():
+        return out
+    env = {**os.environ, "PYTHONPATH": f"{project / 'src'}{os.pathsep}{project}", "OMP_NUM_THREADS": "1"}
+    log = project / "ranking" / f"seed-{seed}.log"
+    log.parent.mkdir(exist_ok=True)
+    with log.open("w") as fh:
+        res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(seed), "--methods", *methods],
+                             cwd=project, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    if res.returncode:
+        raise SystemExit(f"worker {project} seed {seed} failed; see {log}")
+    return out
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    from scipy import stats
+
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def importance(method: str, res: dict, aux: str) -> float:
+    if method == "avil":
+        return [r for r in res["rows"] if r["task"] == aux][-1]["importance"]
+    return res["weights"][aux]
+
+
+def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]) -> dict:
+    spec = PAIRS[pair]
+    cands, pos, shuf = params["candidates"], spec["positive"], spec["shuffled"]
+    n = len(seeds_out)
+    ref = {a: st.mean(s[a]["uniform"]["test"] - s["single"]["test"] for s in seeds_out) for a in cands}
+    out = {"name": spec["name"], "seeds": [s["seed"] for s in seeds_out], "candidates": cands, "reference": ref,
+           "metric": seeds_out[0]["metric"], "methods": {}}
+    prev_dev = st.mean(s[a]["avil_prev"]["dev"] for s in seeds_out for a in cands) if "avil_prev" in methods else None
+    for m in [m for m in methods if m != "uniform"]:
+        imp = {a: [importance(m, s[a][m], a) for s in seeds_out] for a in cands}
+        top = sum(max(cands, key=lambda a: imp[a][i]) == pos for i in range(n))
+        below_pos = sum(imp[shuf][i] < imp[pos][i] for i in range(n))
+        below_neutral = sum(imp[shuf][i] < NEUTRAL[m] for i in range(n))
+        rho = spearman([st.mean(imp[a]) for a in cands], [ref[a] for a in cands])
+        dev = st.mean(s[a][m]["dev"] for s in seeds_out for a in cands)
+        checks = {"positive_top": top >= n - 1, "shuffled_below_positive": below_pos == n,
+                  "shuffled_below_neutral": below_neutral >= n - 1, "spearman": rho >= 0.8,
+                  "dev_vs_avil_prev": prev_dev is None or dev >= prev_dev - 0.005}
+        secs = st.mean(s[a][m]["seconds"] for s in seeds_out for a in cands)
+        out["methods"][m] = {"importance": {a: [st.mean(v), st.stdev(v) if n > 1 else 0.0] for a, v in imp.items()},
+                             "positive_top": top, "shuffled_below_positive": below_pos,
+                             "shuffled_below_neutral": below_neutral, "spearman": rho, "dev": dev,
+                             "seconds_per_screen": secs, "checks": checks, "pass": all(checks.values())}
+    out["methods"]["uniform"] = {"dev": st.mean(s[a]["uniform"]["dev"] for s in seeds_out for a in cands),
+                                 "seconds_per_screen": st.mean(s[a]["uniform"]["seconds"] for s in seeds_out for a in cands)}
+    return out
+
+
+def table(results: dict) -> str:
+    lines = []
+    for pair, r in sorted(results.items()):
+        n = len(r["seeds"])
+        lines += [f"### ({pair}) {r['name']} — seeds {r['seeds']}", "",
+                  "| candidate | reference: uniform test gain | " + " | ".join(
+                      f"{m} importance" for m in r["methods"] if m != "uniform") + " |",
+                  "|---|---|" + "---|" * (len(r["methods"]) - 1)]
+        for a in r["candidates"]:
+            cells = [f"{r['methods'][m]['importance'][a][0]:+.3f} ± {r['methods'][m]['importance'][a][1]:.3f}"
+                     for m in r["methods"] if m != "uniform"]
+            lines.append(f"| {a} | {r['reference'][a]:+.4f} | " + " | ".join(cells) + " |")
+        lines += ["", f"| check | " + " | ".join(m for m in r["methods"] if m != "uniform") + " | uniform |",
+                  "|---|" + "---|" * len(r["methods"])]
+        ms = [m for m in r["methods"] if m != "uniform"]
+        rows = [("positive control on top (≥ {}/{})".format(n - 1, n), "positive_top", "{}/" + str(n)),
+                ("shuffled below positive ({0}/{0})".format(n), "shuffled_below_positive", "{}/" + str(n)),
+                ("shuffled below neutral (≥ {}/{})".format(n - 1, n), "shuffled_below_neutral", "{}/" + str(n)),
+                ("Spearman vs reference (≥ 0.8)", "spearman", "{:+.2f}")]
+        for label, key, fmt in rows:
+            lines.append(f"| {label} | " + " | ".join(fmt.format(r["methods"][m][key]) for m in ms) + " | — |")
+        lines.append(f"| screening dev {r['metric']} (mean) | " + " | ".join(
+            f"{r['methods'][m]['dev']:.4f}" for m in r["methods"]) + " |")
+        lines.append("| seconds per screen | " + " | ".join(
+            f"{r['methods'][m]['seconds_per_screen']:.1f}" for m in r["methods"]) + " |")
+        lines.append("| **all checks** | " + " | ".join("pass" if r["methods"][m]["pass"] else "FAIL" for m in ms) + " | — |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--jobs", type=int, default=2, help="seeds run at once (one core each)")
+    ap.add_argument("--text-epochs", type=int, default=6)
+    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "auxsel_ranking")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker is not None:
+        worker(args.worker, args.methods)
+        return
+    out_dir = ROOT / "bench" / "results"
+    path = out_dir / "ranking.json"
+    saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}
+    for pair in args.pairs:
+        t0 = time.time()
+        params = pair_params(pair, args.seeds, args.text_epochs)
+        project = args.workdir / pair
+        prepare(pair, project, params)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            files = list(pool.map(lambda s: run_seed(project, s, args.methods), args.seeds))
+        seeds_out = [json.loads(f.read_text()) for f in files]
+        res = summarise(pair, params, seeds_out, args.methods)
+        res.update(wall_seconds=time.time() - t0, project=str(project))
+        saved["pairs"][pair] = res
+        print(table({pair: res}), flush=True)
+    saved["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch one thread per worker, {args.jobs} workers"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1))
+    head = (f"`python bench/bench_ranking.py --pairs {' '.join(args.pairs)} --jobs {args.jobs}` — "
+            f"{datetime.now():%Y-%m-%d %H:%M}, {saved['machine']}\n\n"
+            "Importance: avil = mean share (neutral 0); avil_prev, diw = final weight (target's own level 1). "
+            "Reference = uniform's paired test gain over single.\n\n")
+    (out_dir / "ranking.md").write_text(head + table(saved["pairs"]) + "\n")
+
+
+if __name__ == "__main__":
+    main()

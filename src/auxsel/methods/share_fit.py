@@ -1,0 +1,139 @@
+"""The share fit of αVIL's default read-out: the objective (with a profiled logit temperature)
+and the solver that takes it to a gradient tolerance.
+
+The fit has K unknowns (a coefficient per task update; the temperature is solved exactly inside
+each evaluation), and each evaluation is one forward/backward pass over the fitting batch, so the
+number of evaluations is the cost; every row of `weights.parquet` reports it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from auxsel.errors import AuxselError
+from auxsel.methods.flat import FlatParams
+from auxsel.train import autocast, upcast
+
+
+class ShareObjective:
+    """min_β L_target(dev batch, θ + Σ_k c_k·D_k, logits·β) as a function of c = (c_1..c_K).
+
+    D_k is task k's trunk update rescaled to the target update's trunk norm, so c_k compares
+    directions, not step lengths (a task with larger gradients or more steps does not get a
+    smaller coefficient for that reason alone). Every head takes its own full update, as in
+    `heads="own"`. β = 1/τ is a logit temperature: it absorbs the part of the dev-loss change
+    that any update can buy by changing confidence alone (cause 5 in docs/methods.md), so c is
+    left to pay for changes of what the model predicts."""
+
+    def __init__(self, model, flat: FlatParams, theta: torch.Tensor, deltas: torch.Tensor,
+                 batch: dict[str, torch.Tensor], labels: torch.Tensor, target: str, temperature: bool,
+                 amp: bool = False) -> None:
+        self.model, self.flat, self.theta, self.amp = model, flat, theta, amp
+        self.batch, self.labels, self.target, self.temperature = batch, labels, target, temperature
+        self.beta = 1.0
+        s = flat.shared
+        self.trunk = deltas[:, :s]
+        norms = self.trunk.norm(dim=1)
+        ref = norms[0] if norms[0] > 0 else norms.max()
+        self.scale = torch.where(norms > 0, ref / norms.clamp_min(1e-30), torch.zeros_like(norms))
+        self.tail = theta[s:] + deltas[:, s:].sum(0)
+
+    def params(self, c: torch.Tensor) -> torch.Tensor:
+        s = self.flat.shared
+        return torch.cat([self.theta[:s] + (c * self.scale) @ self.trunk, self.tail])
+
+    def whitening(self) -> torch.Tensor:
+        """M with c = M·b such that Σ_k c_k D_k = Σ_j b_j Q_j, Q orthogonal with the target
+        update's norm: the solver then works in coordinates where no two directions overlap (an
+        auxiliary update that mostly repeats the target's no longer makes a narrow valley)."""
+        d = self.trunk.double() * self.scale.double()[:, None]
+        gram = d @ d.T
+        ref = float(gram.diagonal().max().clamp_min(1e-300).sqrt())
+        jitter = 1e-10 * float(gram.diagonal().sum()) + 1e-300
+        chol = torch.linalg.cholesky(gram + jitter * torch.eye(len(gram), dtype=gram.dtype, device=gram.device))
+        m = ref * torch.linalg.inv(chol).T  # c = ref·L^-T b
+        return m.to(self.trunk.dtype)
+
+    def __call__(self, c: torch.Tensor) -> torch.Tensor:
+        params = self.flat.as_dict(self.params(c))
+        with autocast(self.theta.device, self.amp):
+            logits = upcast(functional_call(self.model, params, (self.batch, self.target)))
+        if self.temperature:
+            # the temperature is profiled out: for these logits, the inverse temperature β that
+            # minimises the loss (a 1-D convex problem, no network pass); by the envelope theorem
+            # the gradient in c at β*(c) is the gradient of the profiled loss
+            self.beta = inverse_temperature(logits.detach(), self.labels)
+            logits = logits * self.beta
+        return F.cross_entropy(logits, self.labels)
+
+
+@torch.no_grad()
+def inverse_temperature(logits: torch.Tensor, labels: torch.Tensor, tol: float = 1e-10, steps: int = 50) -> float:
+    """argmin_β>0 CE(β·logits, labels) by safeguarded Newton (CE(βz) is convex in β)."""
+    z = logits.double()
+    zy = z.gather(1, labels[:, None]).squeeze(1)
+    beta = 1.0
+    for _ in range(steps):
+        p = torch.softmax(beta * z, dim=1)
+        mean = (p * z).sum(1)
+        grad = float((mean - zy).mean())
+        hess = float(((p * z * z).sum(1) - mean * mean).mean())
+        if hess <= 0:
+            break
+        new = beta - grad / hess
+        new = new if new > 0 else beta / 4
+        if abs(new - beta) <= tol * max(beta, 1.0):
+            beta = new
+            break
+        beta = new
+    return float(min(max(beta, 1e-3), 1e3))
+
+
+def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int) -> dict[str, Any]:
+    """Minimise a smooth fn(v) of a few variables with L-BFGS (strong-Wolfe line search) until the
+    largest gradient entry is ≤ tol or `max_evals` evaluations are spent.
+
+    Returns v, the loss and gradient at v, iterations, evaluations and whether tol was reached. The
+    gradient reported is the one evaluated at the returned point (never a stale one)."""
+    v = v0.detach().clone().requires_grad_(True)
+    seen: list[tuple[torch.Tensor, float, torch.Tensor]] = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = fn(v)
+        loss.backward()
+        seen.append((v.detach().clone(), float(loss.detach()), v.grad.detach().clone()))
+        return loss
+
+    restarts = iters_total = 0
+    while True:
+        left = max_evals - len(seen)
+        opt = torch.optim.LBFGS([v], lr=1.0, max_iter=left, max_eval=left, history_size=20,
+                                line_search_fn="strong_wolfe", tolerance_grad=tol, tolerance_change=0.0)
+        before = seen[-1][1] if seen else math.inf
+        opt.step(closure)
+        iters_total += int(opt.state[opt._params[0]].get("n_iter", 0))
+        done = seen[-1][2].abs().max() <= tol or len(seen) >= max_evals
+        # L-BFGS stops early when its direction stops descending (a kink of ReLU/max-pool, or a
+        # curvature pair gone stale); restarting from here with a fresh history is steepest descent
+        if done or restarts >= 5 or not min(r[1] for r in seen) < before:
+            break
+        restarts += 1
+    final = v.detach().clone()
+    match = [r for r in seen if torch.equal(r[0], final)]
+    if match:
+        loss, grad = match[-1][1], match[-1][2]
+        evals = len(seen)
+    else:  # the line search ended between evaluations: evaluate the returned point once more
+        closure()
+        loss, grad = seen[-1][1], seen[-1][2]
+        evals = len(seen)
+    if not (torch.isfinite(final).all() and math.isfinite(loss)):
+        raise AuxselError(f"αVIL: the share fit diverged (v = {final.tolist()})")
+    return {"v": final, "loss": loss, "grad": grad, "iters": iters_total, "evals": evals, "restarts": restarts,
+            "grad_max": float(grad.abs().max()), "converged": bool(grad.abs().max() <= tol)}
