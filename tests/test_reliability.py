@@ -370,7 +370,7 @@ def test_alpha_fit_cannot_silently_diverge(prepared, steps, message):
     from auxsel.methods import run_method
 
     tasks, model = _tasks_and_model(prepared, [TARGET, AUX])
-    options = {"alpha_solver": "sgd", "alpha_param": "direct", "alpha_lr": 1e30, "alpha_steps": steps}
+    options = {"readout": "alpha", "alpha_solver": "sgd", "alpha_param": "direct", "alpha_lr": 1e30, "alpha_steps": steps}
     with pytest.raises(AuxselError) as err:
         run_method("avil", model, tasks, TARGET, seed=0, train={**LIB_TRAIN, "epochs": 2}, options=options)
     assert str(err.value).startswith(f"task 'left', epoch 1: {message}"), str(err.value)

@@ -83,9 +83,15 @@ class AvilConfig:
         fit_tol: "share": stop when the largest gradient entry of the fit is ≤ fit_tol (default 1e-3;
             ReLU / max-pool kinks make one-sided gradients jump by ~1e-4..1e-3, so much less is not
             reachable).
+        fit_ftol: "share": also stop when an iteration lowers the fitting loss by less than this (nats;
+            at a minimum on a ReLU kink the gradient does not vanish) (default 1e-6).
         fit_evals: "share": most dev-loss evaluations (forward + backward) per fit (default 30).
         temperature: "share": profile out a logit temperature in the fit, so a change of confidence
             alone earns no share (default True).
+        merge_against: "share": True merges negative coefficients as fitted (moves against a task
+            whose update hurts the fitting batch); False merges them as 0, so training never moves
+            against an auxiliary task, and the read-out stays signed (default False: moving against
+            a task made its next updates, and so its shares, noisier - bench/README.md §7).
     """
 
     rho: float | None = None
@@ -106,8 +112,10 @@ class AvilConfig:
     hold_target_weight: bool = True
     readout: str = "share"
     fit_tol: float = 1e-3
+    fit_ftol: float = 1e-6
     fit_evals: int = 30
     temperature: bool = True
+    merge_against: bool = False
 
     _CHOICES = {
         "readout": ("share", "alpha"),
@@ -136,6 +144,8 @@ class AvilConfig:
             raise AuxselError("avil.dev_batch must be >= 1 or null")
         if not self.fit_tol > 0:
             raise AuxselError("avil.fit_tol must be > 0")
+        if not self.fit_ftol >= 0:
+            raise AuxselError("avil.fit_ftol must be >= 0")
         if self.fit_evals < 1:
             raise AuxselError("avil.fit_evals must be >= 1")
 
@@ -353,10 +363,11 @@ class Avil:
                 logits = model(self.dev_inputs, self.target)
             before = float(F.cross_entropy(upcast(logits), self.dev_labels))
         m = obj.whitening()
-        fit = minimise(lambda b: obj(m @ b), torch.linalg.solve(m, v0), self.cfg.fit_tol, self.cfg.fit_evals)
+        fit = minimise(lambda b: obj(m @ b), torch.linalg.solve(m, v0), self.cfg.fit_tol, self.cfg.fit_evals,
+                       self.cfg.fit_ftol)
         c = m @ fit["v"]
         with torch.no_grad():
-            merged = obj.params(c)
+            merged = obj.params(c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)]))
         model.train()
         self.flat.set(merged)
         t2 = time.perf_counter()
@@ -377,7 +388,7 @@ class Avil:
                          "delta_norm": float(norms[k]), "cos_target": float(cos[k]),
                          "dev_loss_before": before, "dev_loss_after": fit["loss"], "fit_iters": fit["iters"],
                          "fit_evals": fit["evals"], "fit_restarts": fit["restarts"],
-                         "fit_grad_max": fit["grad_max"],
+                         "fit_grad_max": fit["grad_max"], "fit_stop": fit["stop"],
                          "fit_converged": fit["converged"],
                          "update_seconds": t1 - t0, "solve_seconds": t2 - t1})
         return rows

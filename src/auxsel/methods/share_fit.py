@@ -94,11 +94,15 @@ def inverse_temperature(logits: torch.Tensor, labels: torch.Tensor, tol: float =
     return float(min(max(beta, 1e-3), 1e3))
 
 
-def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int) -> dict[str, Any]:
-    """Minimise a smooth fn(v) of a few variables with L-BFGS (strong-Wolfe line search) until the
-    largest gradient entry is ≤ tol or `max_evals` evaluations are spent.
+def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int, ftol: float = 0.0) -> dict[str, Any]:
+    """Minimise fn(v) of a few variables with L-BFGS (strong-Wolfe line search) until the largest
+    gradient entry is ≤ tol ("gradient"), an iteration lowers fn by less than ftol ("value"), or
+    `max_evals` evaluations are spent ("budget").
 
-    Returns v, the loss and gradient at v, iterations, evaluations and whether tol was reached. The
+    The value test is there for piecewise-smooth objectives (ReLU, max-pool): at a minimum on a
+    kink the one-sided gradients do not vanish, and L-BFGS would spend its whole budget on line
+    searches that cannot lower fn any more. Returns v, the loss and gradient at v, iterations,
+    evaluations, the stop reason and whether it is "gradient" or "value" (`converged`). The
     gradient reported is the one evaluated at the returned point (never a stale one)."""
     v = v0.detach().clone().requires_grad_(True)
     seen: list[tuple[torch.Tensor, float, torch.Tensor]] = []
@@ -111,17 +115,29 @@ def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int) -> dict[str, Any]
         return loss
 
     restarts = iters_total = 0
+    stop = "budget"
     while True:
         left = max_evals - len(seen)
         opt = torch.optim.LBFGS([v], lr=1.0, max_iter=left, max_eval=left, history_size=20,
-                                line_search_fn="strong_wolfe", tolerance_grad=tol, tolerance_change=0.0)
+                                line_search_fn="strong_wolfe", tolerance_grad=tol, tolerance_change=ftol)
         before = seen[-1][1] if seen else math.inf
         opt.step(closure)
-        iters_total += int(opt.state[opt._params[0]].get("n_iter", 0))
-        done = seen[-1][2].abs().max() <= tol or len(seen) >= max_evals
+        state = opt.state[opt._params[0]]
+        iters_total += int(state.get("n_iter", 0))
+        here = [r for r in seen if torch.equal(r[0], v.detach())]
+        if here and float(here[-1][2].abs().max()) <= tol:
+            stop = "gradient"
+            break
+        if len(seen) >= max_evals:
+            break
+        last_gain = float(state.get("prev_loss", math.inf)) - (here[-1][1] if here else math.inf)
+        if ftol > 0 and 0 <= last_gain < ftol:
+            stop = "value"
+            break
         # L-BFGS stops early when its direction stops descending (a kink of ReLU/max-pool, or a
         # curvature pair gone stale); restarting from here with a fresh history is steepest descent
-        if done or restarts >= 5 or not min(r[1] for r in seen) < before:
+        if restarts >= 5 or not min(r[1] for r in seen) < before:
+            stop = "value" if ftol > 0 else "stalled"
             break
         restarts += 1
     final = v.detach().clone()
@@ -135,5 +151,7 @@ def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int) -> dict[str, Any]
         evals = len(seen)
     if not (torch.isfinite(final).all() and math.isfinite(loss)):
         raise AuxselError(f"αVIL: the share fit diverged (v = {final.tolist()})")
+    if float(grad.abs().max()) <= tol:
+        stop = "gradient"
     return {"v": final, "loss": loss, "grad": grad, "iters": iters_total, "evals": evals, "restarts": restarts,
-            "grad_max": float(grad.abs().max()), "converged": bool(grad.abs().max() <= tol)}
+            "grad_max": float(grad.abs().max()), "stop": stop, "converged": stop in ("gradient", "value")}

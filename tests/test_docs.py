@@ -1,0 +1,30 @@
+"""README's generated tables are copies of bench/results, never typed (bench/update_readme.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "update_readme.py"
+
+
+def test_readme_blocks_match_the_bench_results():
+    blocks = ROOT.joinpath("README.md").read_text().count("<!-- bench:")
+    assert blocks >= 1
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_typed_number_in_a_block_is_caught(tmp_path: Path):
+    text = ROOT.joinpath("README.md").read_text()
+    start = text.index("<!-- bench:")
+    line_end = text.index("\n", start) + 1
+    edited = text[:line_end] + "| typed | 0.999 |\n" + text[line_end:]
+    readme = tmp_path / "README.md"
+    readme.write_text(edited)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "--readme", str(readme)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "generated blocks differ from bench/results" in proc.stderr
+    subprocess.run([sys.executable, str(SCRIPT), "--readme", str(readme)], check=True)
+    assert "| typed | 0.999 |" not in readme.read_text()  # rewriting restores the file's table
