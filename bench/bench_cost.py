@@ -198,7 +198,10 @@ def main() -> None:
     dev_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
     header = (f"device {args.device} ({dev_name}), torch {torch.__version__}, threads {args.threads}, "
               f"epochs {args.epochs}, repeats {args.repeats}")
-    lines = [f"# bench_cost", "", header, "", "| measure | ratio | target | detail |", "|---|---|---|---|"]
+    from datetime import datetime
+
+    lines = [f"`PYTHONPATH=src python bench/bench_cost.py` — {datetime.now():%Y-%m-%d %H:%M}, {header}", "",
+             "| measure | ratio | target | detail |", "|---|---|---|---|"]
     lines += [f"| {n} | {r:.2f}× | {t} | {d} |" for n, r, t, d in rows]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -84,7 +84,7 @@ class AvilConfig:
             ReLU / max-pool kinks make one-sided gradients jump by ~1e-4..1e-3, so much less is not
             reachable).
         fit_ftol: "share": also stop when an iteration lowers the fitting loss by less than this (nats;
-            at a minimum on a ReLU kink the gradient does not vanish) (default 1e-6).
+            at a minimum on a ReLU kink the gradient does not vanish) (default 1e-5).
         fit_evals: "share": most dev-loss evaluations (forward + backward) per fit (default 30).
         temperature: "share": profile out a logit temperature in the fit, so a change of confidence
             alone earns no share (default True).
@@ -112,7 +112,7 @@ class AvilConfig:
     hold_target_weight: bool = True
     readout: str = "share"
     fit_tol: float = 1e-3
-    fit_ftol: float = 1e-6
+    fit_ftol: float = 1e-5
     fit_evals: int = 30
     temperature: bool = True
     merge_against: bool = False
