@@ -61,3 +61,18 @@ def small_pool(n_train: int = 300, n_dev: int = 300, n_more: int = 1500, n_aux: 
     sh["label"] = torch.from_numpy(np.random.default_rng(8).permutation(sh["label"].numpy()))
     shuffled = TaskData("shuffled", 10, splits={"train": sh})
     return {t.name: t for t in (left, more, right, shuffled)}
+
+
+FAST = dict(epochs=2, batch_size=16, lr=0.03, momentum=0.9)
+
+
+def target_tasks(*names: str) -> dict[str, TaskData]:
+    """`left` plus the named tasks of the small pool."""
+    pool = small_pool()
+    return {n: pool[n] for n in ("left",) + names}
+
+
+def lenet(tasks, seed: int = 0, dtype=torch.float32):
+    from auxsel.models import build_model
+
+    return build_model({"kind": "lenet"}, {t: 10 for t in tasks}, seed=seed).to(dtype)

@@ -14,18 +14,9 @@ from auxsel.methods.avil import Avil
 from auxsel.models import build_model
 from auxsel.train import Run, TrainConfig
 
-from _auxsel_small import small_pool
-
-FAST = dict(epochs=2, batch_size=16, lr=0.03, momentum=0.9)
-
-
-def _tasks(*names):
-    pool = small_pool()
-    return {n: pool[n] for n in ("left",) + names}
-
-
-def _model(tasks, seed=0, dtype=torch.float32):
-    return build_model({"kind": "lenet"}, {t: 10 for t in tasks}, seed=seed).to(dtype)
+from _auxsel_small import FAST
+from _auxsel_small import lenet as _model
+from _auxsel_small import target_tasks as _tasks
 
 
 def _deltas_after_updates(tasks, cfg: AvilConfig, dtype=torch.float32, seed=0):

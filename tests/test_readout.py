@@ -12,21 +12,11 @@ import torch
 from auxsel.methods import AvilConfig, run_method
 from auxsel.methods.avil import Avil, ShareObjective, inverse_temperature, minimise
 from auxsel.methods.diw import Diw, DiwConfig
-from auxsel.models import build_model
 from auxsel.train import Run, TrainConfig
 
-from _auxsel_small import small_pool
-
-FAST = dict(epochs=2, batch_size=16, lr=0.03, momentum=0.9)
-
-
-def _tasks(*names):
-    pool = small_pool()
-    return {n: pool[n] for n in ("left",) + names}
-
-
-def _model(tasks, seed=0, dtype=torch.float32):
-    return build_model({"kind": "lenet"}, {t: 10 for t in tasks}, seed=seed).to(dtype)
+from _auxsel_small import FAST, small_pool
+from _auxsel_small import lenet as _model
+from _auxsel_small import target_tasks as _tasks
 
 
 # -- cause 1: every screen of one seed fits on the same dev examples
