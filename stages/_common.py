@@ -200,6 +200,7 @@ def training_run(
     from auxsel.methods import run_method
     from auxsel.models import build_model, save_model as save
     from auxsel.seeding import derive_seed
+    from auxsel.train import dev_roles
 
     set_threads(params["threads"])
     target = params["target"]
@@ -213,11 +214,13 @@ def training_run(
     init_seed = derive_seed(params["seed"], "init", target, seed)
     run_seed = derive_seed(params["seed"], stage, target, ",".join(auxiliaries), seed)
     eval_seed = derive_seed(params["seed"], "dev", target, seed)  # same dev draws for every run of this seed
+    data_seed = derive_seed(params["seed"], "data", target, seed)  # same target batches for every run of this seed
     model = build_model(model_spec(params), {n: tasks[n].num_classes for n in names}, seed=init_seed)
     check_inputs(model, tasks)
     ckpt = checkpoint_path(out)
     result = run_method(method, model, tasks, target, seed=run_seed, train=train_section(params), options=section or None,
-                        weights=weights, checkpoint=ckpt, eval_seed=eval_seed)
+                        weights=weights, checkpoint=ckpt, eval_seed=eval_seed,
+                        data_seed=data_seed)
     if result.resumed_from:
         print(f"resumed from epoch {result.resumed_from} ({ckpt})")
     if result.checkpoint_note:
@@ -227,9 +230,12 @@ def training_run(
         if save_model:
             model.load_state_dict(result.state)
             save(model, tmp / "model.safetensors")
+        roles = dev_roles(tasks[target], params["train"].get("dev_holdout", 0.0), eval_seed)
         artifacts.write_json({"final_weights": result.final_weights, "best_epoch": result.best_epoch,
-                              "epochs_run": result.epochs_run, "metrics": result.metrics}, tmp / "summary.json")
-        prov.write(tmp, init_seed=init_seed, run_seed=run_seed, eval_seed=eval_seed, resumed_from=result.resumed_from)
+                              "epochs_run": result.epochs_run, "metrics": result.metrics, "dev_split": roles},
+                             tmp / "summary.json")
+        prov.write(tmp, init_seed=init_seed, run_seed=run_seed, eval_seed=eval_seed, data_seed=data_seed,
+                   dev_split=roles, resumed_from=result.resumed_from)
     remove_checkpoint(ckpt)
     dev = result.metrics.get("dev", {})
     test = result.metrics.get("test", {})

@@ -1,6 +1,7 @@
 """Selection from the screening runs: results/selection.parquet + results/selection.json.
 
-Reads only dev metrics (baseline and screening summaries); never a test split.
+Reads only dev metrics (baseline and screening summaries) - the dev holdout when
+train.dev_holdout > 0 - never a test split.
 """
 
 from __future__ import annotations
@@ -22,13 +23,28 @@ def _summary(path) -> dict:
     return json.loads(path.read_text())
 
 
+def _metric(summary: dict, split: str, metric: str, where: str) -> float:
+    try:
+        return summary["metrics"][split][metric]
+    except (KeyError, TypeError):
+        raise AuxselError(f"select: {where}/summary.json has no {split} {metric}; rerun that job "
+                          f"(it predates train.dev_holdout or was damaged)") from None
+
+
 def main() -> None:
     args = _common.parser(__doc__).parse_args()
     params = _common.load_params(args.params)
     target = params["target"]
-    metric = json.loads((_common.PREPARED / target / "meta.json").read_text())["metric"]
+    meta = json.loads((_common.PREPARED / target / "meta.json").read_text())
+    metric = meta["metric"]
+    # the default floor of a gain's standard deviation: one dev example's worth of the metric
+    held = params["train"].get("dev_holdout", 0.0)
+    floor = 1.0 / max(int(round(int(meta["counts"]["dev"]) * (held or 1.0))), 1)
+    # the gains that decide are read on the dev holdout (train.dev_holdout): the half of dev that
+    # neither fitted αVIL's coefficients nor chose the best epoch
+    split = "holdout" if params["train"].get("dev_holdout", 0.0) > 0 else "dev"
     base = {s: _summary(_common.RESULTS / "baseline" / target / f"seed-{s}" / "summary.json") for s in params["seeds"]}
-    dev_base = {s: b["metrics"]["dev"][metric] for s, b in base.items()}
+    dev_base = {s: _metric(b, split, metric, f"results/baseline/{target}/seed-{s}") for s, b in base.items()}
     dev, weight = {}, {}
     inputs = []
     for aux in params["candidates"]:
@@ -37,17 +53,19 @@ def main() -> None:
             path = _common.RESULTS / "screen" / aux / f"seed-{s}" / "summary.json"
             summary = _summary(path)
             inputs.append(path)
-            dev[aux][s] = summary["metrics"]["dev"][metric]
+            dev[aux][s] = _metric(summary, split, metric, f"results/screen/{aux}/seed-{s}")
             weight[aux][s] = summary["final_weights"][aux]
     rule = Rule(**params["select"])
-    rows = summarise(dev_base, dev, weight, rule)
+    rows = summarise(dev_base, dev, weight, rule, sd_floor=floor)
     prov = artifacts.Provenance("select", {"select": params["select"], "target": target, "candidates": params["candidates"], "seeds": params["seeds"]}, inputs)
     selected = [r["aux"] for r in rows if r["selected"]]
     decision = {
         "target": target,
         "metric": metric,
-        "split": "dev",
+        "split": split,
         "rule": params["select"],
+        "test": {"kind": "one-sided t, Holm across candidates", "level": rule.level, "variance": rule.variance,
+                 "sd_floor": rule.sd_floor if rule.sd_floor is not None else floor},
         "baseline_dev": {str(s): v for s, v in dev_base.items()},
         "selected": selected,
         "weights": {r["aux"]: r["weight_mean"] for r in rows if r["selected"]},

@@ -28,3 +28,24 @@ def test_a_typed_number_in_a_block_is_caught(tmp_path: Path):
     assert proc.returncode == 1 and "generated blocks differ from bench/results" in proc.stderr
     subprocess.run([sys.executable, str(SCRIPT), "--readme", str(readme)], check=True)
     assert "| typed | 0.999 |" not in readme.read_text()  # rewriting restores the file's table
+
+
+def test_the_ci_check_of_the_default_run_catches_a_stale_readme():
+    """`bench/default_run.py --check` (run by .ci/run) compares a rerun with the committed results."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from default_run import compare
+
+    saved = json.loads((ROOT / "bench/results/default_run.json").read_text())
+    sel, report = saved["selection"], saved["report"]
+    assert compare(saved, sel, report, 0.005) == []
+    moved = json.loads(json.dumps(report))
+    method = sorted(moved["test"])[0]
+    moved["test"][method]["mean"] += 0.004
+    assert compare(saved, sel, moved, 0.005) == []  # within the tolerance
+    moved["test"][method]["mean"] += 0.002
+    assert compare(saved, sel, moved, 0.005) == [
+        f"{method} test mean {moved['test'][method]['mean']:.4f}, README {report['test'][method]['mean']:.4f} (tolerance 0.005)"]
+    other = dict(sel, selected=sel["selected"] + ["shuffled"])
+    assert compare(saved, other, report, 0.005)[0].startswith("selected [")

@@ -148,5 +148,51 @@ def test_selection_rule_names_every_failed_condition():
     assert rows["good"]["selected"] and rows["good"]["rank"] == 1
     assert abs(rows["good"]["gain_mean"] - 0.06) < 1e-9
     assert not rows["weak"]["selected"]
-    assert "gain interval low" in rows["weak"]["reason"] and "weight 0.250 <= min_weight 0.500" in rows["weak"]["reason"]
+    assert "not above min_gain +0.0000 at family-wise level 0.1" in rows["weak"]["reason"]
+    assert "weight 0.250 <= min_weight 0.500" in rows["weak"]["reason"]
     assert rows["also"]["reason"] == "beyond top_k=1" and not rows["also"]["selected"]
+
+
+def test_selection_is_a_one_sided_t_test_with_holm_and_pooled_variance(tmp_path: Path):
+    """The numbers of the rule against scipy and a hand computation: pooled sd over candidates,
+    one-sided p, Holm's step-down, the floor for equal gains, and one seed (no test, no inf in JSON)."""
+    import json
+    import math
+
+    from scipy import stats
+
+    from auxsel.artifacts import write_json
+    from auxsel.select import Rule, holm, summarise
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    base = {0: 0.70, 1: 0.70, 2: 0.70}
+    dev = {"a": {0: 0.72, 1: 0.73, 2: 0.74}, "b": {0: 0.70, 1: 0.72, 2: 0.68}, "c": {0: 0.71, 1: 0.71, 2: 0.71}}
+    weight = {k: {s: 1.0 for s in range(3)} for k in dev}
+    rows = {r["aux"]: r for r in summarise(base, dev, weight, Rule(level=0.1))}
+    ss = (0.01**2 * 2) + (0.02**2 * 2) + 0.0  # squared deviations from each candidate's mean
+    sd = math.sqrt(ss / 6)
+    assert rows["a"]["df"] == 6 and rows["a"]["gain_se"] == pytest.approx(sd / math.sqrt(3))
+    p_a = stats.t.sf(0.03 / (sd / math.sqrt(3)), 6)
+    assert rows["a"]["p_value"] == pytest.approx(p_a)
+    ps = [rows[k]["p_value"] for k in "abc"]
+    assert [rows[k]["p_holm"] for k in "abc"] == pytest.approx(holm(ps))
+    assert rows["a"]["selected"] and not rows["b"]["selected"]
+    # per-candidate variance: c's gains are equal, so its sd is the floor, not 0 (no zero-width interval)
+    own = {r["aux"]: r for r in summarise(base, dev, weight, Rule(variance="candidate"), sd_floor=0.002)}
+    assert own["c"]["df"] == 2 and own["c"]["gain_se"] == pytest.approx(0.002 / math.sqrt(3))
+    assert own["c"]["gain_ci_high"] - own["c"]["gain_ci_low"] > 0.005
+    # Holm holds the family-wise rate: a candidate kept at level 0.1 alone is dropped among many equals
+    alone = summarise(base, {"x": dev["a"]}, {"x": weight["a"]}, Rule(level=0.1, variance="candidate"))
+    many = summarise(base, {f"x{i}": dev["a"] for i in range(8)}, {f"x{i}": weight["a"] for i in range(8)},
+                     Rule(level=0.1, variance="candidate"))
+    assert alone[0]["selected"] and not any(r["selected"] for r in many)
+    assert many[0]["p_holm"] == pytest.approx(min(1.0, 8 * alone[0]["p_value"]))
+    # one seed: never selected, says why, and nothing non-finite reaches a JSON file
+    one = summarise({0: 0.7}, {"a": {0: 0.8}}, {"a": {0: 1.0}}, Rule())
+    assert not one[0]["selected"] and "one seed" in one[0]["reason"]
+    write_json({"candidates": one}, tmp_path / "s.json")
+    text = (tmp_path / "s.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    row = json.loads(text)["candidates"][0]
+    assert row["gain_ci_low"] is None and row["t"] is None and row["p_holm"] == 1.0

@@ -10,9 +10,9 @@ import torch
 from auxsel.errors import AuxselError
 from auxsel.methods import run_method
 from auxsel.models import build_model
-from auxsel.train import TrainConfig, metric_value
+from auxsel.train import Run, TrainConfig, metric_value
 
-from _auxsel_small import small_pool
+from _auxsel_small import FAST, lenet, small_pool, target_tasks
 
 CFG = dict(epochs=3, batch_size=16, lr=0.03, momentum=0.9)
 
@@ -91,3 +91,68 @@ def test_cuda_matches_cpu_closely():
     a, _ = _single(0, epochs=1)
     b, _ = _single(0, epochs=1, device="cuda")
     assert abs(a.metrics["dev"]["accuracy"] - b.metrics["dev"]["accuracy"]) < 0.05
+
+
+def _target_batches(method: str, aux: tuple[str, ...], run_seed: int, data_seed: int | None,
+                    monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The target's training batches (row indices), in the order the optimiser stepped on them."""
+    tasks = target_tasks(*aux)
+    seen: list[list[int]] = []
+    original = Run.step
+
+    def step(run, task, idx, *args, **kwargs):
+        if task == "left":
+            seen.append(idx.tolist())
+        return original(run, task, idx, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Run, "step", step)
+        run_method(method, lenet(tasks), tasks, "left", seed=run_seed, train={**FAST, "examples_per_task": 64},
+                   eval_seed=3, data_seed=data_seed)
+    return seen
+
+
+def test_a_baseline_and_every_screen_of_one_seed_train_on_the_same_target_batches(monkeypatch):
+    """Issue 14: with one data_seed (a seed's baseline and its screens), the target's sequence of
+    training batches is the same whatever the candidate, method or run seed - a gain over the
+    baseline is the candidate's effect, not data-order noise."""
+    base = _target_batches("single", (), 101, 7, monkeypatch)
+    assert len(base) == 2 * 64 // 16
+    for method, aux, run_seed in (("uniform", ("left_more",), 202), ("avil", ("shuffled",), 303),
+                                  ("diw", ("right",), 404), ("uniform", ("right", "shuffled"), 505)):
+        assert _target_batches(method, aux, run_seed, 7, monkeypatch) == base, (method, aux)
+    # another data seed draws other batches; without one each run seed draws its own
+    assert _target_batches("single", (), 101, 8, monkeypatch) != base
+    assert (_target_batches("uniform", ("left_more",), 202, None, monkeypatch)
+            != _target_batches("uniform", ("left_more",), 203, None, monkeypatch))
+
+
+def test_dev_holdout_splits_dev_by_role():
+    """Issue 14: with train.dev_holdout the target's dev split is cut once per eval seed: the fits
+    (αVIL's batch) and the best-epoch choice see one part, the holdout is only evaluated at the end."""
+    from auxsel.methods.avil import Avil, AvilConfig
+    from auxsel.train import evaluate, split_holdout
+
+    pool = small_pool()
+    cut = split_holdout(pool["left"], 0.5, eval_seed=9)
+    assert (cut.size("dev"), cut.size("holdout")) == (150, 150)
+    dev_rows = {row.numpy().tobytes() for row in cut.splits["dev"]["image"]}
+    assert not any(row.numpy().tobytes() in dev_rows for row in cut.splits["holdout"]["image"])
+    assert torch.equal(split_holdout(pool["left"], 0.5, 9).splits["holdout"]["label"], cut.splits["holdout"]["label"])
+    assert not torch.equal(split_holdout(pool["left"], 0.5, 10).splits["holdout"]["image"], cut.splits["holdout"]["image"])
+    tasks = target_tasks("left_more")
+    cfg = TrainConfig(**{**FAST, "examples_per_task": 64, "dev_holdout": 0.5})
+    run = Run(lenet(tasks), tasks, "left", cfg, seed=1, eval_seed=9)
+    plan = Avil(AvilConfig(dev_batch=None), {t: 1.0 for t in tasks})
+    plan.setup(run)
+    fit_rows = {row.cpu().numpy().tobytes() for row in plan.dev_inputs["image"]}
+    assert fit_rows == dev_rows  # αVIL fits on the dev part only, never on the holdout
+    model = lenet(tasks)
+    r = run_method("avil", model, tasks, "left", seed=1, train=cfg, eval_seed=9)
+    assert set(r.metrics) == {"dev", "holdout", "test"}
+    model.load_state_dict(r.state)
+    assert r.metrics["holdout"]["accuracy"] == pytest.approx(evaluate(model, cut, "holdout")[1])
+    assert r.metrics["dev"]["accuracy"] == pytest.approx(evaluate(model, cut, "dev")[1])
+    assert max(h["metric"] for h in r.history if h["split"] == "dev") == pytest.approx(r.metrics["dev"]["accuracy"])
+    with pytest.raises(AuxselError, match="dev_holdout 0.999 leaves no examples"):
+        split_holdout(pool["left"], 0.999, 9)

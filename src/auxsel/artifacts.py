@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -96,13 +97,26 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
+def finite_json(obj: Any) -> Any:
+    """NaN and ±inf (e.g. one seed: no spread, no interval) as null: JSON has no such numbers, and a
+    bare `Infinity` breaks DVC, browsers and every strict parser."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(obj: Any, path: Path) -> None:
-    """JSON with sorted keys, written to a temp file and renamed (atomic on one filesystem)."""
+    """Strict JSON (non-finite numbers as null) with sorted keys, written to a temp file and
+    renamed (atomic on one filesystem)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clear_stale(path)
     tmp = _sibling(path, "tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.write_text(json.dumps(finite_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
     tmp.replace(path)
 
 

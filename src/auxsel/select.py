@@ -1,8 +1,17 @@
 """Screening results -> the selection: which candidates to keep, with what weight.
 
 Per candidate the statistics are paired by seed: the gain of a seed is the target's dev metric
-when screened with the candidate minus the single-task baseline's dev metric with the same seed,
-so seed-to-seed variation of the target itself cancels. Only dev numbers are read.
+when screened with the candidate minus the single-task baseline's dev metric with the same seed
+(same initial weights, same sequence of target batches), so seed-to-seed variation of the target
+itself cancels. Only dev numbers are read.
+
+The decision is a stated test: per candidate, one-sided H0 "mean gain ≤ min_gain" against
+H1 "mean gain > min_gain" (Student t), with the family-wise error rate over all candidates held
+at `level` by Holm's step-down procedure — five useless candidates each tested at 5 % would keep
+one of them up to 23 % of the time. The gain's standard deviation is by default pooled over the
+candidates (the seed-to-seed noise of a paired gain is mostly the target run's own, so it is
+shared; pooling turns 2 degrees of freedom at 3 seeds into 2·K), and floored at `sd_floor` so a
+candidate whose gains happen to be equal does not get a zero-width interval.
 """
 
 from __future__ import annotations
@@ -14,31 +23,61 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from auxsel.errors import AuxselError
+
 COLUMNS = [
-    "aux", "n_seeds", "weight_mean", "weight_std", "gain_mean", "gain_std", "gain_ci_low",
-    "gain_ci_high", "selected", "rank", "reason",
+    "aux", "n_seeds", "weight_mean", "weight_std", "gain_mean", "gain_std", "gain_se", "df", "t", "p_value",
+    "p_holm", "gain_ci_low", "gain_ci_high", "selected", "rank", "reason",
 ]
 
 
 @dataclass
 class Rule:
-    """Keep a candidate whose gain interval lies above `min_gain` and whose mean weight exceeds
-    `min_weight`; rank by mean gain; keep at most `top_k`."""
+    """Keep a candidate whose gain is above `min_gain` by a one-sided t test that survives Holm's
+    correction at family-wise `level`, and whose mean weight exceeds `min_weight`; rank by mean
+    gain; keep at most `top_k`. `confidence` sets the two-sided interval that is reported."""
 
     min_gain: float = 0.0
     min_weight: float = 0.0
     top_k: int | None = None
     confidence: float = 0.9
+    level: float = 0.1
+    variance: str = "pooled"
+    sd_floor: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.variance not in ("pooled", "candidate"):
+            raise AuxselError(f"select.variance must be 'pooled' or 'candidate', not {self.variance!r}")
+        if not 0 < self.level < 1:
+            raise AuxselError(f"select.level must be in (0, 1), not {self.level}")
+        if self.sd_floor is not None and not self.sd_floor >= 0:
+            raise AuxselError(f"select.sd_floor must be >= 0, not {self.sd_floor}")
 
 
-def interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Two-sided Student-t interval of the mean; a single seed gives (-inf, inf): no claim."""
-    n = len(values)
-    mean = float(np.mean(values))
-    if n < 2:
-        return -math.inf, math.inf
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n))
-    return mean - half, mean + half
+def holm(p: list[float]) -> list[float]:
+    """Holm step-down adjusted p-values (reject where adjusted p ≤ level)."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    out = [1.0] * m
+    running = 0.0
+    for j, i in enumerate(order):
+        running = max(running, min(1.0, (m - j) * p[i]))
+        out[i] = running
+    return out
+
+
+def _spread(gains: dict[str, np.ndarray], rule: Rule, floor: float) -> dict[str, tuple[float, int]]:
+    """(standard deviation, degrees of freedom) of one seed's gain, per candidate."""
+    if rule.variance == "pooled":
+        ss = sum(float(((g - g.mean()) ** 2).sum()) for g in gains.values() if len(g) > 1)
+        df = sum(len(g) - 1 for g in gains.values())
+        sd = math.sqrt(ss / df) if df > 0 else math.nan
+        return {a: (max(sd, floor) if df > 0 else math.nan, df) for a in gains}
+    out = {}
+    for a, g in gains.items():
+        df = len(g) - 1
+        out[a] = (max(float(g.std(ddof=1)), floor) if df > 0 else math.nan, df)
+    return out
 
 
 def summarise(
@@ -46,31 +85,50 @@ def summarise(
     screen_dev: dict[str, dict[int, float]],
     screen_weight: dict[str, dict[int, float]],
     rule: Rule,
+    sd_floor: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """One row per candidate (COLUMNS), ranked; `selected` per the rule, `reason` says why."""
-    rows = []
+    """One row per candidate (COLUMNS), ranked; `selected` per the rule, `reason` names every
+    condition that failed. `sd_floor` is used when the rule has none (e.g. one dev example's worth
+    of the metric)."""
+    floor = rule.sd_floor if rule.sd_floor is not None else sd_floor
+    gains, weights = {}, {}
     for aux in screen_dev:
         seeds = sorted(set(screen_dev[aux]) & set(baseline_dev))
-        gains = np.array([screen_dev[aux][s] - baseline_dev[s] for s in seeds])
-        weights = np.array([screen_weight[aux][s] for s in seeds])
-        low, high = interval(gains, rule.confidence)
+        gains[aux] = np.array([screen_dev[aux][s] - baseline_dev[s] for s in seeds], dtype=float)
+        weights[aux] = np.array([screen_weight[aux][s] for s in seeds], dtype=float)
+    spread = _spread(gains, rule, floor)
+    rows = []
+    for aux, g in gains.items():
+        n = len(g)
+        sd, df = spread[aux]
+        mean = float(g.mean())
+        if df > 0 and n > 0:
+            se = sd / math.sqrt(n)
+            t = (mean - rule.min_gain) / se if se > 0 else (math.inf if mean > rule.min_gain else -math.inf)
+            p = float(stats.t.sf(t, df))
+            half = float(stats.t.ppf(0.5 + rule.confidence / 2, df)) * se
+            low, high = mean - half, mean + half
+        else:  # one seed: nothing can be claimed (written to JSON as null)
+            se, t, p, low, high = math.inf, math.nan, 1.0, -math.inf, math.inf
         rows.append({
-            "aux": aux,
-            "n_seeds": len(seeds),
-            "weight_mean": float(weights.mean()),
-            "weight_std": float(weights.std(ddof=1)) if len(seeds) > 1 else 0.0,
-            "gain_mean": float(gains.mean()),
-            "gain_std": float(gains.std(ddof=1)) if len(seeds) > 1 else 0.0,
-            "gain_ci_low": low,
-            "gain_ci_high": high,
+            "aux": aux, "n_seeds": n,
+            "weight_mean": float(weights[aux].mean()),
+            "weight_std": float(weights[aux].std(ddof=1)) if n > 1 else 0.0,
+            "gain_mean": mean, "gain_std": float(g.std(ddof=1)) if n > 1 else 0.0,
+            "gain_se": se, "df": df, "t": t, "p_value": p, "gain_ci_low": low, "gain_ci_high": high,
         })
+    for row, adj in zip(rows, holm([r["p_value"] for r in rows])):
+        row["p_holm"] = adj
     rows.sort(key=lambda r: (-r["gain_mean"], r["aux"]))
     kept = 0
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
         failed = []
-        if not row["gain_ci_low"] > rule.min_gain:
-            failed.append(f"gain interval low {row['gain_ci_low']:+.4f} <= min_gain {rule.min_gain:+.4f}")
+        if row["df"] < 1:
+            failed.append("one seed: no test possible (give select >= 2 seeds)")
+        elif not row["p_holm"] <= rule.level:
+            failed.append(f"gain {row['gain_mean']:+.4f} not above min_gain {rule.min_gain:+.4f} at family-wise "
+                          f"level {rule.level:g} (Holm p {row['p_holm']:.3f})")
         if not row["weight_mean"] > rule.min_weight:
             failed.append(f"weight {row['weight_mean']:.3f} <= min_weight {rule.min_weight:.3f}")
         if not failed and rule.top_k is not None and kept >= rule.top_k:
@@ -80,5 +138,6 @@ def summarise(
             row["reason"] = "; ".join(failed)
         else:
             kept += 1
-            row["reason"] = f"gain interval above {rule.min_gain:+.4f} and weight above {rule.min_weight:.3f}"
+            row["reason"] = (f"gain above {rule.min_gain:+.4f} (Holm p {row['p_holm']:.3f} <= {rule.level:g}) "
+                             f"and weight above {rule.min_weight:.3f}")
     return [{k: r[k] for k in COLUMNS} for r in rows]

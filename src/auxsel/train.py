@@ -32,6 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from auxsel.errors import AuxselError
+from auxsel.seeding import derive_seed
 from auxsel.tasks.tensors import TaskData
 
 
@@ -59,6 +60,11 @@ class TrainConfig:
             CPUs bf16 is emulated and slower. Changes the numbers (bf16 rounding), so it is off by default.
         grad_clip: clip the gradient norm of each step to this value; None (default) = no clipping.
         progress: show a tqdm bar per epoch; None (default) = only when stderr is a TTY.
+        dev_holdout: the fraction of the target's dev split set aside, by a draw fixed by the
+            run's eval seed, as the "holdout" split: training, αVIL's/DIW's fits and the choice of
+            the best epoch see only the rest ("dev"); the holdout is evaluated once, at the best
+            epoch, so a selection that reads it is not judged on the examples that chose the
+            model (default 0.0: off).
         resume: write a checkpoint after every epoch (to the path the caller passes to `fit` /
             `run_method`) and continue from it when it belongs to the same run; the result is
             identical to an uninterrupted run's (default False).
@@ -78,6 +84,7 @@ class TrainConfig:
     grad_clip: float | None = None
     progress: bool | None = None
     resume: bool = False
+    dev_holdout: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
@@ -95,6 +102,8 @@ class TrainConfig:
             raise AuxselError(f"train.lr must be > 0 (got {self.lr})")
         if self.examples_per_task is not None and self.examples_per_task < 1:
             raise AuxselError("train.examples_per_task must be >= 1 or null")
+        if not 0 <= self.dev_holdout < 1:
+            raise AuxselError(f"train.dev_holdout must be in [0, 1) (got {self.dev_holdout})")
 
 
 def _from_dict(cls, d: dict[str, Any] | None, section: str):
@@ -223,7 +232,7 @@ class Run:
     """What an epoch plan sees: the model, tasks, config, device and the shared primitives."""
 
     def __init__(self, model, tasks: dict[str, TaskData], target: str, cfg: TrainConfig, seed: int,
-                 eval_seed: int | None = None) -> None:
+                 eval_seed: int | None = None, data_seed: int | None = None) -> None:
         if target not in tasks:
             raise AuxselError(f"target task {target!r} is not among the tasks {sorted(tasks)}")
         missing = [t for t in tasks if t not in model.heads]
@@ -232,14 +241,19 @@ class Run:
         for name, task in tasks.items():
             task.require("train")
         tasks[target].require("dev")
-        self.model, self.tasks, self.target, self.cfg, self.seed = model, tasks, target, cfg, seed
         # draws from the target's dev split (αVIL's fit batch, DIW's dev batches) use this seed, which
         # callers derive without the auxiliaries, so runs that differ only in them see the same dev examples
         self.eval_seed = seed if eval_seed is None else eval_seed
+        if cfg.dev_holdout > 0:
+            tasks = {**tasks, target: split_holdout(tasks[target], cfg.dev_holdout, self.eval_seed)}
+        self.model, self.tasks, self.target, self.cfg, self.seed = model, tasks, target, cfg, seed
         self.device = resolve_device(cfg.device)
         self.generator = torch.Generator().manual_seed(seed)
-        self.streams = {t: TaskStream(task.size("train"), torch.Generator().manual_seed(seed * 7919 + i + 1))
-                        for i, (t, task) in enumerate(tasks.items())}
+        # each task's batch stream is seeded by (data seed, task name) only - not by its position or
+        # the other tasks - so runs given one data_seed draw the same batches of every task they share
+        self.data_seed = seed if data_seed is None else data_seed
+        self.streams = {t: TaskStream(task.size("train"), torch.Generator().manual_seed(derive_seed(self.data_seed, "stream", t)))
+                        for t, task in tasks.items()}
         # every tensor a step or an evaluation reads is moved to the device once, here: no per-step host copies
         self.train_data = {t: {k: v.to(self.device) for k, v in task.splits["train"].items()} for t, task in tasks.items()}
         tgt = tasks[target]
@@ -311,6 +325,33 @@ class Run:
         return evaluate(self.model, data, split, self.cfg.eval_batch_size, self.device, self.cfg.amp)
 
 
+def split_holdout(task: TaskData, fraction: float, eval_seed: int) -> TaskData:
+    """`task` with its dev split cut in two by a draw seeded by (eval_seed, "holdout"): "dev" keeps
+    the part that fits and chooses, "holdout" the part that only judges. The same eval seed gives
+    the same cut in every run of a seed (baseline, screens, finals)."""
+    n = task.size("dev")
+    k = int(round(fraction * n))
+    if not 0 < k < n:
+        raise AuxselError(f"task {task.name!r}: train.dev_holdout {fraction} leaves no examples on one side of its "
+                          f"{n}-example dev split")
+    g = torch.Generator().manual_seed(derive_seed(eval_seed, "holdout"))
+    perm = torch.randperm(n, generator=g)
+    held, kept = perm[:k].sort().values, perm[k:].sort().values
+    splits = {**task.splits, "dev": task.rows("dev", kept), "holdout": task.rows("dev", held)}
+    return TaskData(task.name, task.num_classes, task.metric, task.kind, splits)
+
+
+def dev_roles(task: TaskData, fraction: float, eval_seed: int) -> dict[str, Any]:
+    """Which dev rows hold out (for provenance): sizes and a digest of the held-out row numbers."""
+    if fraction <= 0:
+        return {"dev": task.size("dev"), "holdout": 0}
+    n = task.size("dev")
+    g = torch.Generator().manual_seed(derive_seed(eval_seed, "holdout"))
+    held = torch.randperm(n, generator=g)[: int(round(fraction * n))].sort().values
+    return {"dev": n - len(held), "holdout": len(held), "fraction": fraction,
+            "holdout_rows_sha256": hashlib.sha256(held.numpy().tobytes()).hexdigest()}
+
+
 class EpochPlan(Protocol):
     """What a method supplies: `setup` once, then `epoch` per epoch, returning weight rows
     (dicts with at least epoch, task, weight, alpha).
@@ -339,7 +380,7 @@ class TrainResult:
             after the epoch; seconds = the epoch's wall time (training + its evaluation).
         weights: rows {epoch, task, weight, alpha, ...diagnostics} per epoch per task.
         metrics: {"dev": {"loss": .., "<metric>": ..}, "test": {...}} of the target at the best epoch
-            ("test" only when the target has a test split).
+            ("test" only when the target has a test split; "holdout" with `dev_holdout` > 0).
         best_epoch: epoch whose state was kept.
         final_weights: {task: weight} after the last epoch.
         epochs_run: epochs actually run (early stopping may cut them).
@@ -382,7 +423,8 @@ def check_rows(rows: list[dict[str, Any]], epoch: int, method: str) -> None:
 
 def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: TrainConfig, seed: int,
         method: str = "", checkpoint: str | os.PathLike | None = None,
-        identity: dict[str, Any] | None = None, eval_seed: int | None = None) -> TrainResult:
+        identity: dict[str, Any] | None = None, eval_seed: int | None = None,
+        data_seed: int | None = None) -> TrainResult:
     """Run `plan` for cfg.epochs epochs; keep the best target-dev epoch; evaluate it on dev and test.
 
     With cfg.resume, `checkpoint` is the file the per-epoch checkpoint goes to (written to a temp
@@ -397,13 +439,14 @@ def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: Tr
         if checkpoint is None:
             raise AuxselError("train.resume is set but no checkpoint path was given to fit()/run_method()")
         ckpt = Path(checkpoint)
-        key = run_fingerprint(model, tasks, target, cfg, seed, method, {**(identity or {}), "eval_seed": eval_seed})
+        key = run_fingerprint(model, tasks, target, cfg, seed, method, {**(identity or {}), "eval_seed": eval_seed,
+                                                                        "data_seed": data_seed})
     seed_everything(seed)
-    run = Run(model, tasks, target, cfg, seed, eval_seed)
+    run = Run(model, tasks, target, cfg, seed, eval_seed, data_seed)
     model.to(run.device)
     model.train()
     plan.setup(run)
-    tgt = tasks[target]
+    tgt = run.tasks[target]
     loop: dict[str, Any] = {"history": [], "weights": [], "best_metric": -math.inf, "best_epoch": 0,
                             "best_state": None, "stale": 0, "stopped": False, "epoch": 0}
     resumed_from, note = 0, ""
@@ -464,7 +507,7 @@ def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: Tr
     bar.close()
     model.load_state_dict(best_state)
     metrics = {}
-    for split in ("dev", "test"):
+    for split in ("dev", "holdout", "test"):
         if tgt.size(split):
             loss, met = run.evaluate(split)
             metrics[split] = {"loss": loss, tgt.metric: met}

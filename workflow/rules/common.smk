@@ -27,13 +27,9 @@ SEEDS = PARAMS["seeds"]
 THREADS = PARAMS["threads"]
 # training rules ask the cluster for a GPU only when the params ask for cuda
 GPU = 1 if PARAMS["device"] == "cuda" else 0
-TASK_CODE = sorted(glob.glob("src/auxsel/tasks/*.py"))
-TRAIN_CODE = sorted(
-    ["stages/_common.py", "src/auxsel/runs.py", "src/auxsel/train.py", "src/auxsel/tasks/load.py", "src/auxsel/features.py"]
-    + glob.glob("src/auxsel/methods/*.py")
-    + glob.glob("src/auxsel/models/*.py")
-)
-FEATURE_CODE = sorted(["stages/_common.py", "src/auxsel/features.py", "src/auxsel/tasks/load.py"] + glob.glob("src/auxsel/models/*.py"))
+# every rule runs a module of stages/ that imports the auxsel package: all of both are code
+# inputs of every rule (a change of the seed derivation or of an artifact format reruns all)
+CODE = sorted(glob.glob("src/auxsel/**/*.py", recursive=True) + glob.glob("stages/*.py"))
 # the params each training stage reads (Snakemake reruns a job when they change)
 TRAIN_PARAMS = {k: PARAMS[k] for k in ("seed", "target", "model", "train", "device", "threads")}
 

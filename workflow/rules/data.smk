@@ -8,8 +8,7 @@ localrules:
 
 rule fetch:
     input:
-        "stages/fetch.py",
-        "src/auxsel/archives.py",
+        CODE,
     output:
         directory("data/raw/{archive}"),
     conda:
@@ -22,8 +21,7 @@ rule fetch:
 
 rule prepare:
     input:
-        "stages/prepare.py",
-        TASK_CODE,
+        CODE,
         lambda w: prepare_inputs(w.task),
     output:
         directory("data/prepared/{task}"),
@@ -45,8 +43,7 @@ rule prepare:
 
 rule features:
     input:
-        "stages/features.py",
-        FEATURE_CODE,
+        CODE,
         "data/prepared/{task}",
         lambda w: encoder_inputs(),
     output:

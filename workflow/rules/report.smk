@@ -1,15 +1,12 @@
 # The report: HTML page, DVC metrics and plot data, figures for `snakemake --report report.html`.
 
-REPORT_CODE = sorted(glob.glob("src/auxsel/report/*.py"))
-
-
 report: "../report/workflow.rst"
 
 
 rule report:
     input:
-        "stages/report.py",
-        REPORT_CODE,
+        CODE,
+        expand("data/prepared/{task}", task=[TARGET, *CANDIDATES]),
         "results/selection.json",
         "results/selection.parquet",
         "results/selection.provenance.json",

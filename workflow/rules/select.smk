@@ -3,8 +3,8 @@
 
 rule select:
     input:
-        "stages/select.py",
-        "src/auxsel/select.py",
+        CODE,
+        f"data/prepared/{TARGET}",
         expand("results/baseline/{task}/seed-{seed}", task=TARGET, seed=SEEDS),
         expand("results/screen/{aux}/seed-{seed}", aux=CANDIDATES, seed=SEEDS),
     output:
@@ -13,6 +13,7 @@ rule select:
         "results/selection.provenance.json",
     params:
         select=PARAMS["select"],
+        holdout=PARAMS["train"]["dev_holdout"],
         candidates=CANDIDATES,
         seeds=SEEDS,
     conda:

@@ -3,8 +3,7 @@
 
 rule baseline:
     input:
-        "stages/baseline.py",
-        TRAIN_CODE,
+        CODE,
         task_data([TARGET]),
     output:
         directory("results/baseline/{task}/seed-{seed}"),
@@ -25,8 +24,7 @@ rule baseline:
 
 rule screen:
     input:
-        "stages/screen.py",
-        TRAIN_CODE,
+        CODE,
         lambda w: task_data([TARGET, w.aux]),
     output:
         directory("results/screen/{aux}/seed-{seed}"),
@@ -49,8 +47,7 @@ rule screen:
 
 rule final:
     input:
-        "stages/final.py",
-        TRAIN_CODE,
+        CODE,
         task_data([TARGET, *CANDIDATES]),
         "results/selection.json",
     output:

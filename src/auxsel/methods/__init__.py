@@ -54,6 +54,7 @@ def run_method(
     weights: dict[str, float] | None = None,
     checkpoint: str | os.PathLike | None = None,
     eval_seed: int | None = None,
+    data_seed: int | None = None,
 ) -> TrainResult:
     """Train `model` on `target` (+ the other entries of `tasks`) with `method`; return a TrainResult.
 
@@ -73,6 +74,10 @@ def run_method(
         eval_seed: seeds the draws from the target's dev split (αVIL's fit batch, DIW's dev
             batches); default `seed`. Runs that must be compared (the pairwise screens of one seed)
             get the same eval_seed, so they are judged on the same dev examples.
+        data_seed: seeds each task's training-batch stream (with the task's name; default
+            `seed`). Runs that must be paired (a seed's baseline and its screens) get the same
+            data_seed, so the target's sequence of training batches is the same in all of them
+            and a gain is the candidate's effect, not data-order noise.
     """
     if method not in METHODS:
         raise AuxselError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
@@ -109,6 +114,6 @@ def run_method(
     run_tasks = {t: tasks[t] for t in names}
     identity = {"options": opts.to_dict() if opts is not None else {}, "initial_weights": w}
     result = fit(model, run_tasks, target, plan, cfg, seed, method=method, checkpoint=checkpoint, identity=identity,
-                 eval_seed=eval_seed)
+                 eval_seed=eval_seed, data_seed=data_seed)
     result.config = {"method": method, "train": cfg.to_dict(), **identity}
     return result

@@ -71,6 +71,10 @@ class Diw:
         self.opt = make_optimizer(run.model.parameters(), run.cfg)
         self.flat = FlatParams(run.model)
         self.dev_gen = torch.Generator().manual_seed(run.eval_seed * 15485863 + 5)
+        # the look-ahead's training batches come from a generator of its own, not from the tasks'
+        # streams: drawing them there would shift the target's training batches away from the
+        # baseline's of the same seed (the pairing of issue 14)
+        self.look_gen = torch.Generator().manual_seed(run.seed * 7907 + 11)
 
     def step_sizes(self, run: Run) -> torch.Tensor:
         """P: the optimiser's step per unit gradient, per parameter (flat), from its current state."""
@@ -101,7 +105,8 @@ class Diw:
         for _ in range(self.cfg.batches):
             grads = torch.zeros(len(self.tasks), flat.size, dtype=theta.dtype, device=theta.device)
             for k, task in enumerate(self.tasks):
-                idx = run.streams[task].take(run.cfg.batch_size)
+                n = run.tasks[task].size("train")
+                idx = torch.randperm(n, generator=self.look_gen)[: run.cfg.batch_size].to(run.device)
                 model.zero_grad(set_to_none=True)
                 loss, _, _ = run.loss(task, idx)
                 run.check_finite(loss, task)

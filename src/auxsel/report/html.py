@@ -86,6 +86,7 @@ def screening_section(sel: dict[str, Any], candidates: list[dict[str, Any]], fig
             + num("weight_mean", c["weight_mean"], ".3f") + num("weight_std", c["weight_std"], ".3f")
             + num("gain_mean", c["gain_mean"], "+.4f") + num("gain_std", c["gain_std"], ".4f")
             + num("gain_ci_low", c["gain_ci_low"], "+.4f") + num("gain_ci_high", c["gain_ci_high"], "+.4f")
+            + num("p_holm", c.get("p_holm"), ".3f")
             + f'<td data-key="selected" data-value="{str(bool(c["selected"])).lower()}">{"<b>selected</b>" if c["selected"] else "dropped"}</td>'
             + f'<td data-key="reason">{esc(c["reason"])}</td></tr>'
         )
@@ -100,13 +101,15 @@ def screening_section(sel: dict[str, Any], candidates: list[dict[str, Any]], fig
 learned αVIL weight at the end of screening, relative to the target's (held at 1), mean and standard deviation over
 seeds. <b>Gain</b>: the target's dev {esc(metric)} with the candidate minus the single-task baseline's with the same
 seed (absolute, paired by seed), mean, standard deviation and {conf:.0%} Student-t interval over seeds.</p>
-<p>Rule: keep a candidate when the interval's lower end is above <code>min_gain = {rule['min_gain']:+.4f}</code> and its
-weight is above <code>min_weight = {rule['min_weight']:.3f}</code>; rank kept candidates by gain and keep at most
+<p>Rule: keep a candidate when a one-sided t test says its gain is above <code>min_gain = {rule['min_gain']:+.4f}</code>
+with Holm's correction across the candidates at family-wise level <code>level = {rule.get('level', 0.1):g}</code>
+(standard deviation {esc(rule.get('variance', 'pooled'))}{' over the candidates' if rule.get('variance', 'pooled') == 'pooled' else ' per candidate'})
+and its weight is above <code>min_weight = {rule['min_weight']:.3f}</code>; rank kept candidates by gain and keep at most
 <code>top_k = {esc(top_k if top_k is not None else 'all')}</code>.</p>
 <p class="muted">Single-task baseline dev {esc(metric)}: {base_txt or 'n/a'}.</p>
 <table id="screening-table">
 <thead><tr><th>rank</th><th>candidate</th><th>seeds</th><th>weight mean</th><th>weight std</th><th>gain mean</th><th>gain std</th>
-<th>{conf:.0%} interval low</th><th>{conf:.0%} interval high</th><th>decision</th><th>why</th></tr></thead>
+<th>{conf:.0%} interval low</th><th>{conf:.0%} interval high</th><th>Holm p</th><th>decision</th><th>why</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 {''.join(figure(f) for f in figures)}
 """

@@ -73,6 +73,10 @@ class TaskData:
         sel = slice(None) if index is None else index
         return {k: cols[k][sel] for k in INPUT_KEYS[self.kind]}
 
+    def rows(self, split: str, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All tensors of `split` (inputs and label) at rows `index`."""
+        return {k: v[index] for k, v in self.require(split).items()}
+
     def labels(self, split: str, index: torch.Tensor | slice | None = None) -> torch.Tensor:
         sel = slice(None) if index is None else index
         return self.require(split)["label"][sel]
