@@ -62,18 +62,23 @@ def main() -> None:
         f"one thread per job: **{wall:.0f} s wall** for {sum(jobs.values())} jobs "
         f"({', '.join(f'{n} {k}' for k, n in jobs.items())}).",
         "",
-        f"Selection (target `{sel['target']}`, dev {sel['metric']} gain over single-task paired by seed, "
+        f"Selection (target `{sel['target']}`, {sel['split']} {sel['metric']} gain over single-task paired by seed, "
         f"{rows[0]['n_seeds']} seeds, {sel['rule']['confidence']:.0%} interval; one-sided t test, "
         f"{sel['rule'].get('variance', 'pooled')} sd, Holm at family-wise level {sel['rule'].get('level', 0.1):g}; "
         "weight = screened αVIL weight, target = 1):",
         "",
-        "| rank | candidate | weight | dev gain | interval | Holm p | decision |",
-        "|---|---|---|---|---|---|---|",
+        "| rank | candidate | weight | dev gain | interval | Holm p | gain over null | Holm p | decision |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         decision = "**keep**" if r["selected"] else f"drop: {r['reason']}"
         lines.append(f"| {r['rank']} | {r['aux']} | {r['weight_mean']:.3f} ± {r['weight_std']:.3f} | {r['gain_mean']:+.4f} | "
-                     f"[{r['gain_ci_low']:+.4f}, {r['gain_ci_high']:+.4f}] | {r['p_holm']:.3f} | {decision} |")
+                     f"[{r['gain_ci_low']:+.4f}, {r['gain_ci_high']:+.4f}] | {r['p_holm']:.3f} | "
+                     f"{r['null_gain_mean']:+.4f} | {r['null_p_holm']:.3f} | {decision} |")
+    null = sel["null"]
+    lines += ["", f"Null candidate (target inputs, permuted labels): gain over single-task {null['gain_mean']:+.4f} "
+              f"[{null['gain_ci_low']:+.4f}, {null['gain_ci_high']:+.4f}] on the dev holdout — what the multitask "
+              "machinery gives by itself."]
     lines += ["", f"Target test {report['metric']} of the final runs (mean ± std over seeds; selected: "
               f"{', '.join(sel['selected']) or 'none'}):", "", "| final method | test | n seeds |", "|---|---|---|"]
     for method, t in report["test"].items():

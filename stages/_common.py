@@ -132,6 +132,15 @@ def verify_prepared(folder: Path, splits: tuple[str, ...], ext: str = "parquet",
                                   f"(truncated, corrupted or changed since); rerun the {stage} stage")
 
 
+def prepared_count(task: str, split: str) -> int:
+    """Rows of a prepared task's split, from its meta.json."""
+    path = PREPARED / task / "meta.json"
+    try:
+        return int(json.loads(path.read_text())["counts"][split])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AuxselError(f"{path}: unreadable ({type(exc).__name__}); rerun the prepare stage") from exc
+
+
 def load_tasks(params: dict[str, Any], names: list[str]):
     """TaskData for the target (train/dev/test) and auxiliaries (train only)."""
     from auxsel.tasks.load import load_task
@@ -200,16 +209,25 @@ def training_run(
     from auxsel.methods import run_method
     from auxsel.models import build_model, save_model as save
     from auxsel.seeding import derive_seed
+    from auxsel.tasks.null import NULL, null_size, null_task
     from auxsel.train import dev_roles
 
     set_threads(params["threads"])
     target = params["target"]
     names = [target, *auxiliaries]
-    tasks = load_tasks(params, names)
+    tasks = load_tasks(params, [n for n in names if n != NULL])
+    null_info = {}
+    if NULL in names:  # built here, from the target's loaded inputs (cached features included)
+        sizes = [prepared_count(c, "train") for c in params["candidates"]]
+        n = null_size(sizes, tasks[target].size("train"))
+        null_seed = derive_seed(params["seed"], "null", target, seed)
+        tasks[NULL] = null_task(tasks[target], n, null_seed)
+        null_info = {"null": {"rows": n, "seed": null_seed, "sized_like": "median candidate train size"}}
     section = {} if method in ("single", "uniform", "fixed") else params.get(method, {})
     slice_ = {k: params[k] for k in ("seed", "target", "model", "train", "device")}
     slice_.update(method=method, options=section, auxiliaries=auxiliaries, weights=weights)
-    inputs = [PREPARED / n for n in names] + ([FEATURES / n for n in names] if caches_features(params) else [])
+    real = [n for n in names if n != NULL]
+    inputs = [PREPARED / n for n in real] + ([FEATURES / n for n in real] if caches_features(params) else [])
     prov = artifacts.Provenance(stage, slice_, inputs, device=params["device"])
     init_seed = derive_seed(params["seed"], "init", target, seed)
     run_seed = derive_seed(params["seed"], stage, target, ",".join(auxiliaries), seed)
@@ -235,7 +253,7 @@ def training_run(
                               "epochs_run": result.epochs_run, "metrics": result.metrics, "dev_split": roles},
                              tmp / "summary.json")
         prov.write(tmp, init_seed=init_seed, run_seed=run_seed, eval_seed=eval_seed, data_seed=data_seed,
-                   dev_split=roles, resumed_from=result.resumed_from)
+                   dev_split=roles, resumed_from=result.resumed_from, **null_info)
     remove_checkpoint(ckpt)
     dev = result.metrics.get("dev", {})
     test = result.metrics.get("test", {})

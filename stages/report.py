@@ -16,6 +16,7 @@ from auxsel import artifacts
 from auxsel.errors import AuxselError
 from auxsel.report import bands, final_table, format_final, format_screen, learned, mean_by_epoch, plots, provenance_table, wide
 from auxsel.report.html import Figure, page
+from auxsel.tasks.null import NULL
 from stages import _common
 
 OUT = _common.RESULTS / "report"
@@ -87,7 +88,7 @@ def main() -> None:
         records += _provenance(_common.PREPARED / task / "provenance.json")
     for s in seeds:
         records += _provenance(res / "baseline" / target / f"seed-{s}" / "provenance.json")
-    for aux in candidates:
+    for aux in [*candidates, NULL]:
         for s in seeds:
             records += _provenance(res / "screen" / aux / f"seed-{s}" / "provenance.json")
     records += _provenance(res / "selection.provenance.json")

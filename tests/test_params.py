@@ -196,3 +196,20 @@ def test_selection_is_a_one_sided_t_test_with_holm_and_pooled_variance(tmp_path:
     assert "Infinity" not in text and "NaN" not in text
     row = json.loads(text)["candidates"][0]
     assert row["gain_ci_low"] is None and row["t"] is None and row["p_holm"] == 1.0
+
+
+def test_a_candidate_must_also_beat_the_null_candidate():
+    """What the multitask machinery gives by itself (the null's gain over single-task) is not
+    credited to a candidate: one that gains over single-task only as much as the null is dropped."""
+    from auxsel.select import Rule, summarise
+
+    base = {0: 0.70, 1: 0.70, 2: 0.70, 3: 0.70}
+    null = {0: 0.72, 1: 0.73, 2: 0.72, 3: 0.73}  # the machinery: +0.025
+    dev = {"like_null": {0: 0.72, 1: 0.73, 2: 0.73, 3: 0.72}, "real": {0: 0.76, 1: 0.77, 2: 0.76, 3: 0.77}}
+    weight = {k: {s: 1.0 for s in base} for k in dev}
+    alone = {r["aux"]: r for r in summarise(base, dev, weight, Rule())}
+    assert alone["like_null"]["selected"]  # over single-task only, the machinery's gain passes
+    rows = {r["aux"]: r for r in summarise(base, dev, weight, Rule(), null_dev=null)}
+    assert rows["real"]["selected"] and rows["real"]["null_gain_mean"] == pytest.approx(0.04)
+    assert not rows["like_null"]["selected"] and rows["like_null"]["null_gain_mean"] == pytest.approx(0.0)
+    assert "gain over the null candidate +0.0000 not above min_gain" in rows["like_null"]["reason"]

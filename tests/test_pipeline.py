@@ -71,8 +71,9 @@ def check_results(root: Path, params: dict) -> dict:
             assert w.num_rows == 2 * params["train"]["epochs"]
             h = pq.read_table(d / "history.parquet")
             assert h.column_names[:6] == ["epoch", "task", "split", "loss", "metric", "seconds"]
-            # a screen reports the target on dev (what selection reads) and on test (reported only)
-            assert set(pq.read_table(d / "metrics.parquet").column("split").to_pylist()) == {"dev", "test"}
+            # a screen reports the target on dev (what chose its epoch), the dev holdout (what selection
+            # reads) and test (reported only)
+            assert set(pq.read_table(d / "metrics.parquet").column("split").to_pylist()) == {"dev", "holdout", "test"}
             assert json.loads((d / "provenance.json").read_text())["stage"] == "screen"
         # every screen of one seed draws the same dev examples (αVIL's fit batch, DIW's dev batches)
         evals = {json.loads((root / f"results/screen/{a}/seed-{seed}/provenance.json").read_text())["eval_seed"]
@@ -93,10 +94,18 @@ def check_results(root: Path, params: dict) -> dict:
     kept = 0
     for r in sorted(table, key=lambda r: r["rank"]):  # the rule, applied as documented
         assert r["n_seeds"] == len(params["seeds"])
-        keep = r["p_holm"] <= rule.get("level", 0.1) and r["weight_mean"] > rule["min_weight"]
+        level = rule.get("level", 0.1)
+        keep = r["p_holm"] <= level and r["null_p_holm"] <= level and r["weight_mean"] > rule["min_weight"]
         assert r["selected"] == (keep and kept < rule["top_k"]), r
         kept += r["selected"]
     assert sel["selected"] == [r["aux"] for r in table if r["selected"]]
+    # the null candidate was screened every seed, on the same dev cut, and is reported beside the others
+    assert sel["split"] == "holdout" and set(sel["null"]["dev"]) == {str(s) for s in params["seeds"]}
+    for seed in params["seeds"]:
+        prov = json.loads((root / f"results/screen/_null/seed-{seed}/provenance.json").read_text())
+        assert prov["null"]["rows"] == 120 and prov["dev_split"]["holdout"] == 30  # median candidate; half of 60
+        summary = json.loads((root / f"results/screen/_null/seed-{seed}/summary.json").read_text())
+        assert sel["null"]["dev"][str(seed)] == summary["metrics"]["holdout"]["accuracy"]
     report = json.loads((root / "results/report/metrics.json").read_text())
     assert set(report["test"]) == set(params["final"]["methods"])
     assert "<table" in (root / "results/report/index.html").read_text()
@@ -142,15 +151,16 @@ def test_snakemake_reruns_only_what_changed(smk_run):
     changed = dict(params, avil={"alpha_steps": 3})
     (root / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     jobs = job_counts(sh(root, "snakemake", "--cores", "2", "-n").stdout)
-    assert jobs == {"screen": 4, "select": 1, "final": 6, "report": 1}
+    assert jobs == {"screen": 6, "select": 1, "final": 6, "report": 1}  # 2 seeds x (2 candidates + the null)
     # a new candidate (already defined, so already prepared): its screens, then everything
     # downstream of screening; nothing of the other candidates
     added = dict(params, candidates=[*params["candidates"], "right"])
     (root / "params.yaml").write_text(yaml.safe_dump(added, sort_keys=False))
     dry = sh(root, "snakemake", "--cores", "2", "-n").stdout
     # every final run reads the candidate list (the *_all runs) or the selection
-    assert job_counts(dry) == {"screen": 2, "select": 1, "final": 6, "report": 1}
-    assert set(re.findall(r"output: results/screen/(\w+)/seed-\d", dry)) == {"right"}
+    # (and the null candidate's, which is sized like the median candidate)
+    assert job_counts(dry) == {"screen": 4, "select": 1, "final": 6, "report": 1}
+    assert set(re.findall(r"output: results/screen/(\w+)/seed-\d", dry)) == {"right", "_null"}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -169,14 +179,14 @@ def test_a_change_to_any_library_module_reruns_every_job_under_both_tools(smk_ru
                     n = len(params["seeds"])
                     assert jobs == {"fetch": len(params["fetch"]["archives"]), "prepare": len(params["tasks"]),
                                     "features": len(params["tasks"]), "baseline": n,
-                                    "screen": n * len(params["candidates"]), "select": 1,
+                                    "screen": n * (len(params["candidates"]) + 1), "select": 1,
                                     "final": n * len(params["final"]["methods"]), "report": 1}, (module, jobs)
                 else:
                     out = sh(root, "dvc", "status").stdout
                     stale = set(re.findall(r"^(\S+):\s*$", out, re.M))
                     everything = {stage.split("@")[0] for stage in stale}
-                    assert everything == {"fetch", "prepare", "features", "baseline", "screen", "select", "final",
-                                          "report"}, (module, out[-2000:])
+                    assert everything == {"fetch", "prepare", "features", "baseline", "screen", "screen_null", "select",
+                                          "final", "report"}, (module, out[-2000:])
             finally:
                 path.write_text(text)
                 os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -198,7 +208,7 @@ def test_dvc_reruns_only_what_changed(dvc_run):
     changed = dict(params, avil={"alpha_steps": 3})
     (root / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     would = ran_stages(sh(root, "dvc", "repro", "--dry").stdout)
-    assert {s.split("@")[0] for s in would} == {"screen", "final"}
+    assert {s.split("@")[0] for s in would} == {"screen", "screen_null", "final"}
     assert sum(s.startswith("screen@") for s in would) == 4
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # a new candidate: only its screens among the upstream stages, then everything downstream
@@ -251,7 +261,7 @@ def test_snakemake_and_dvc_describe_the_same_jobs(tmp_path: Path, config: str):
     smk, dvc = snakemake_jobs(root), dvc_jobs(root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     expected = len(params["fetch"]["archives"]) + 2 * len(params["tasks"]) + len(params["seeds"]) * (
-        1 + len(params["candidates"]) + len(params["final"]["methods"])
+        1 + len(params["candidates"]) + 1 + len(params["final"]["methods"])  # + the null candidate's screen
     ) + 2
     assert len(dvc) == expected
     assert smk == dvc
@@ -325,6 +335,7 @@ def test_text_feature_cache_is_shared_and_invalidated_under_both_tools(tmp_path_
     for root in (smk, dvc):
         (root / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     jobs = job_counts(sh(smk, "snakemake", "--cores", "2", "-n").stdout)
-    assert jobs == {"prepare": 2, "features": 2, "baseline": 1, "screen": 1, "select": 1, "final": 1, "report": 1}
+    # screens: the candidate's and the null candidate's
+    assert jobs == {"prepare": 2, "features": 2, "baseline": 1, "screen": 2, "select": 1, "final": 1, "report": 1}
     would = {s.split("@")[0] for s in ran_stages(sh(dvc, "dvc", "repro", "--dry").stdout)}
-    assert {"features", "baseline", "screen", "final"} <= would and "fetch" not in would
+    assert {"features", "baseline", "screen", "screen_null", "final"} <= would and "fetch" not in would

@@ -27,7 +27,8 @@ from auxsel.errors import AuxselError
 
 COLUMNS = [
     "aux", "n_seeds", "weight_mean", "weight_std", "gain_mean", "gain_std", "gain_se", "df", "t", "p_value",
-    "p_holm", "gain_ci_low", "gain_ci_high", "selected", "rank", "reason",
+    "p_holm", "gain_ci_low", "gain_ci_high", "null_gain_mean", "null_gain_se", "null_p_value", "null_p_holm",
+    "selected", "rank", "reason",
 ]
 
 
@@ -80,28 +81,20 @@ def _spread(gains: dict[str, np.ndarray], rule: Rule, floor: float) -> dict[str,
     return out
 
 
-def summarise(
-    baseline_dev: dict[int, float],
-    screen_dev: dict[str, dict[int, float]],
-    screen_weight: dict[str, dict[int, float]],
-    rule: Rule,
-    sd_floor: float = 0.0,
-) -> list[dict[str, Any]]:
-    """One row per candidate (COLUMNS), ranked; `selected` per the rule, `reason` names every
-    condition that failed. `sd_floor` is used when the rule has none (e.g. one dev example's worth
-    of the metric)."""
-    floor = rule.sd_floor if rule.sd_floor is not None else sd_floor
-    gains, weights = {}, {}
+def gain_stats(reference: dict[int, float], screen_dev: dict[str, dict[int, float]], rule: Rule,
+               floor: float) -> dict[str, dict[str, Any]]:
+    """Per candidate: the paired gains over `reference` (per seed), their mean, standard error,
+    degrees of freedom, one-sided t and p against min_gain, Holm-adjusted p, and the interval."""
+    gains = {}
     for aux in screen_dev:
-        seeds = sorted(set(screen_dev[aux]) & set(baseline_dev))
-        gains[aux] = np.array([screen_dev[aux][s] - baseline_dev[s] for s in seeds], dtype=float)
-        weights[aux] = np.array([screen_weight[aux][s] for s in seeds], dtype=float)
+        seeds = sorted(set(screen_dev[aux]) & set(reference))
+        gains[aux] = np.array([screen_dev[aux][s] - reference[s] for s in seeds], dtype=float)
     spread = _spread(gains, rule, floor)
-    rows = []
+    out = {}
     for aux, g in gains.items():
         n = len(g)
         sd, df = spread[aux]
-        mean = float(g.mean())
+        mean = float(g.mean()) if n else math.nan
         if df > 0 and n > 0:
             se = sd / math.sqrt(n)
             t = (mean - rule.min_gain) / se if se > 0 else (math.inf if mean > rule.min_gain else -math.inf)
@@ -110,15 +103,37 @@ def summarise(
             low, high = mean - half, mean + half
         else:  # one seed: nothing can be claimed (written to JSON as null)
             se, t, p, low, high = math.inf, math.nan, 1.0, -math.inf, math.inf
-        rows.append({
-            "aux": aux, "n_seeds": n,
-            "weight_mean": float(weights[aux].mean()),
-            "weight_std": float(weights[aux].std(ddof=1)) if n > 1 else 0.0,
-            "gain_mean": mean, "gain_std": float(g.std(ddof=1)) if n > 1 else 0.0,
-            "gain_se": se, "df": df, "t": t, "p_value": p, "gain_ci_low": low, "gain_ci_high": high,
-        })
-    for row, adj in zip(rows, holm([r["p_value"] for r in rows])):
-        row["p_holm"] = adj
+        out[aux] = {"n_seeds": n, "gain_mean": mean, "gain_std": float(g.std(ddof=1)) if n > 1 else 0.0,
+                    "gain_se": se, "df": df, "t": t, "p_value": p, "gain_ci_low": low, "gain_ci_high": high}
+    for aux, adj in zip(out, holm([r["p_value"] for r in out.values()])):
+        out[aux]["p_holm"] = adj
+    return out
+
+
+def summarise(
+    baseline_dev: dict[int, float],
+    screen_dev: dict[str, dict[int, float]],
+    screen_weight: dict[str, dict[int, float]],
+    rule: Rule,
+    sd_floor: float = 0.0,
+    null_dev: dict[int, float] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per candidate (COLUMNS), ranked; `selected` per the rule, `reason` names every
+    condition that failed. `sd_floor` is used when the rule has none (e.g. one dev example's worth
+    of the metric). With `null_dev` (the null candidate's screens, per seed) a candidate must also
+    beat the null by the same test: an intersection-union test, so the family-wise level holds
+    without a further correction."""
+    floor = rule.sd_floor if rule.sd_floor is not None else sd_floor
+    single = gain_stats(baseline_dev, screen_dev, rule, floor)
+    null = gain_stats(null_dev, screen_dev, rule, floor) if null_dev is not None else None
+    rows = []
+    for aux, st in single.items():
+        w = np.array([screen_weight[aux][s] for s in sorted(screen_weight[aux])], dtype=float)
+        row = {"aux": aux, **st, "weight_mean": float(w.mean()), "weight_std": float(w.std(ddof=1)) if len(w) > 1 else 0.0}
+        nul = null[aux] if null is not None else {}
+        row.update(null_gain_mean=nul.get("gain_mean", math.nan), null_gain_se=nul.get("gain_se", math.nan),
+                   null_p_value=nul.get("p_value", math.nan), null_p_holm=nul.get("p_holm", math.nan))
+        rows.append(row)
     rows.sort(key=lambda r: (-r["gain_mean"], r["aux"]))
     kept = 0
     for rank, row in enumerate(rows, start=1):
@@ -126,9 +141,13 @@ def summarise(
         failed = []
         if row["df"] < 1:
             failed.append("one seed: no test possible (give select >= 2 seeds)")
-        elif not row["p_holm"] <= rule.level:
-            failed.append(f"gain {row['gain_mean']:+.4f} not above min_gain {rule.min_gain:+.4f} at family-wise "
-                          f"level {rule.level:g} (Holm p {row['p_holm']:.3f})")
+        else:
+            if not row["p_holm"] <= rule.level:
+                failed.append(f"gain {row['gain_mean']:+.4f} not above min_gain {rule.min_gain:+.4f} at family-wise "
+                              f"level {rule.level:g} (Holm p {row['p_holm']:.3f})")
+            if null is not None and not row["null_p_holm"] <= rule.level:
+                failed.append(f"gain over the null candidate {row['null_gain_mean']:+.4f} not above min_gain at "
+                              f"family-wise level {rule.level:g} (Holm p {row['null_p_holm']:.3f})")
         if not row["weight_mean"] > rule.min_weight:
             failed.append(f"weight {row['weight_mean']:.3f} <= min_weight {rule.min_weight:.3f}")
         if not failed and rule.top_k is not None and kept >= rule.top_k:
@@ -138,6 +157,7 @@ def summarise(
             row["reason"] = "; ".join(failed)
         else:
             kept += 1
-            row["reason"] = (f"gain above {rule.min_gain:+.4f} (Holm p {row['p_holm']:.3f} <= {rule.level:g}) "
+            over_null = f", over the null too (Holm p {row['null_p_holm']:.3f})" if null is not None else ""
+            row["reason"] = (f"gain above {rule.min_gain:+.4f} (Holm p {row['p_holm']:.3f} <= {rule.level:g}){over_null} "
                              f"and weight above {rule.min_weight:.3f}")
     return [{k: r[k] for k in COLUMNS} for r in rows]

@@ -27,7 +27,7 @@ SEEDS = PARAMS["seeds"]
 THREADS = PARAMS["threads"]
 # training rules ask the cluster for a GPU only when the params ask for cuda
 GPU = 1 if PARAMS["device"] == "cuda" else 0
-# every rule runs a module of stages/ that imports the auxsel package: all of both are code
+# every job runs a module of stages/ that imports the auxsel package; all of both are code
 # inputs of every rule (a change of the seed derivation or of an artifact format reruns all)
 CODE = sorted(glob.glob("src/auxsel/**/*.py", recursive=True) + glob.glob("stages/*.py"))
 # the params each training stage reads (Snakemake reruns a job when they change)
@@ -49,6 +49,18 @@ def encoder_inputs():
     if model["kind"] == "hf" and model["name_or_path"].startswith("builtin:"):
         return [f"data/raw/{model['name_or_path'].split(':', 1)[1]}"]
     return []
+
+
+NULL = "_null"  # the null candidate (auxsel.tasks.null): screened every seed, never selected
+SCREENED = [*CANDIDATES, NULL]
+
+
+def screen_inputs(aux):
+    """A screen reads the target's and the candidate's data; the null's is built from the
+    target's, sized by the candidates' prepared row counts."""
+    if aux == NULL:
+        return task_data([TARGET]) + expand("data/prepared/{task}", task=CANDIDATES)
+    return task_data([TARGET, aux])
 
 
 def task_data(tasks):

@@ -11,7 +11,7 @@ rule report:
         "results/selection.parquet",
         "results/selection.provenance.json",
         expand("results/baseline/{task}/seed-{seed}", task=TARGET, seed=SEEDS),
-        expand("results/screen/{aux}/seed-{seed}", aux=CANDIDATES, seed=SEEDS),
+        expand("results/screen/{aux}/seed-{seed}", aux=SCREENED, seed=SEEDS),
         expand("results/final/{method}/seed-{seed}", method=final_methods(), seed=SEEDS),
     output:
         report(

@@ -6,7 +6,7 @@ rule select:
         CODE,
         f"data/prepared/{TARGET}",
         expand("results/baseline/{task}/seed-{seed}", task=TARGET, seed=SEEDS),
-        expand("results/screen/{aux}/seed-{seed}", aux=CANDIDATES, seed=SEEDS),
+        expand("results/screen/{aux}/seed-{seed}", aux=SCREENED, seed=SEEDS),
     output:
         "results/selection.json",
         "results/selection.parquet",

@@ -25,7 +25,7 @@ rule baseline:
 rule screen:
     input:
         CODE,
-        lambda w: task_data([TARGET, w.aux]),
+        lambda w: screen_inputs(w.aux),
     output:
         directory("results/screen/{aux}/seed-{seed}"),
     params:

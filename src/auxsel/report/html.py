@@ -87,6 +87,7 @@ def screening_section(sel: dict[str, Any], candidates: list[dict[str, Any]], fig
             + num("gain_mean", c["gain_mean"], "+.4f") + num("gain_std", c["gain_std"], ".4f")
             + num("gain_ci_low", c["gain_ci_low"], "+.4f") + num("gain_ci_high", c["gain_ci_high"], "+.4f")
             + num("p_holm", c.get("p_holm"), ".3f")
+            + num("null_gain_mean", c.get("null_gain_mean"), "+.4f") + num("null_p_holm", c.get("null_p_holm"), ".3f")
             + f'<td data-key="selected" data-value="{str(bool(c["selected"])).lower()}">{"<b>selected</b>" if c["selected"] else "dropped"}</td>'
             + f'<td data-key="reason">{esc(c["reason"])}</td></tr>'
         )
@@ -95,6 +96,15 @@ def screening_section(sel: dict[str, Any], candidates: list[dict[str, Any]], fig
         f'seed {esc(s)}: <span class="num" data-seed="{esc(s)}" data-value="{esc(repr(v))}">{v:.4f}</span>' for s, v in base.items()
     )
     top_k = rule.get("top_k")
+    null = sel.get("null")
+    null_txt = ""
+    if null and null.get("gain_mean") is not None:
+        low, high = null.get("gain_ci_low"), null.get("gain_ci_high")
+        span = f" [{low:+.4f}, {high:+.4f}]" if low is not None and high is not None else ""
+        null_txt = (f'<p id="null-candidate">The <b>null candidate</b> (the target\'s own inputs with permuted labels, '
+                    f'sized like a typical candidate, screened every seed) gains <span class="num" data-value="{null["gain_mean"]!r}">'
+                    f'{null["gain_mean"]:+.4f}</span>{esc(span)} over single-task: what the multitask machinery gives by '
+                    f'itself. A candidate is kept only if it also beats the null (<b>gain over null</b>).</p>')
     return f"""
 <h2 id="screening">Screening: which candidates help the target</h2>
 <p>Each candidate was trained with the target by αVIL (pairwise, one run per seed). <b>Weight</b>: the candidate's
@@ -107,9 +117,10 @@ with Holm's correction across the candidates at family-wise level <code>level = 
 and its weight is above <code>min_weight = {rule['min_weight']:.3f}</code>; rank kept candidates by gain and keep at most
 <code>top_k = {esc(top_k if top_k is not None else 'all')}</code>.</p>
 <p class="muted">Single-task baseline dev {esc(metric)}: {base_txt or 'n/a'}.</p>
+{null_txt}
 <table id="screening-table">
 <thead><tr><th>rank</th><th>candidate</th><th>seeds</th><th>weight mean</th><th>weight std</th><th>gain mean</th><th>gain std</th>
-<th>{conf:.0%} interval low</th><th>{conf:.0%} interval high</th><th>Holm p</th><th>decision</th><th>why</th></tr></thead>
+<th>{conf:.0%} interval low</th><th>{conf:.0%} interval high</th><th>Holm p</th><th>gain over null</th><th>Holm p (null)</th><th>decision</th><th>why</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 {''.join(figure(f) for f in figures)}
 """

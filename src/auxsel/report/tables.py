@@ -60,12 +60,14 @@ def format_final(rows: list[dict[str, Any]], metric: str) -> str:
 def format_screen(candidates: list[dict[str, Any]], metric: str, confidence: float) -> str:
     """The selection decision, one line per candidate (selection.parquet's columns)."""
     ci = f"{confidence:.0%} interval"
-    head = f"{'rank':>4}  {'candidate':<16} {'weight':>13}  {'dev ' + metric + ' gain':>20}  {ci:>19}  {'Holm p':>6}  decision"
+    head = (f"{'rank':>4}  {'candidate':<16} {'weight':>13}  {'dev ' + metric + ' gain':>20}  {ci:>19}  {'Holm p':>6}"
+            f"  {'over null':>9}  {'Holm p':>6}  decision")
     lines = [head, "-" * len(head)]
     for r in candidates:
         lines.append(
             f"{r['rank']:>4}  {r['aux']:<16} {r['weight_mean']:>6.3f} ± {r['weight_std']:<5.3f} {r['gain_mean']:>+12.4f}"
             f"  [{r['gain_ci_low']:+.4f}, {r['gain_ci_high']:+.4f}]  {r.get('p_holm', math.nan):>6.3f}"
+            f"  {r.get('null_gain_mean', math.nan):>+9.4f}  {r.get('null_p_holm', math.nan):>6.3f}"
             f"  {'KEEP' if r['selected'] else 'drop'}: {r['reason']}"
         )
     return "\n".join(lines)

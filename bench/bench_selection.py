@@ -1,0 +1,132 @@
+"""Does the selection decide right on every pool? The whole pipeline (`snakemake --cores N`) on the
+four pool/target pairs of bench_ranking.py, each in a fresh temp project, checked against its
+controls:
+
+- the positive control (more data of the target's own task) is kept;
+- the shuffled-labels control is dropped (the null candidate is never a candidate: it is the
+  reference every candidate must beat);
+- the selected model (`fixed`: the kept candidates at their screened weights) reaches the best of
+  single, uniform_all and avil_all minus one seed-σ of that best method (target test metric, mean
+  over seeds).
+
+    python bench/bench_selection.py [--pairs a b c d] [--seeds 0 1 2] [--frozen-encoder] [--cores 2]
+
+Text pairs run at bench_ranking's scaled text params (fine-tuned top layers, 6 epochs) or, with
+--frozen-encoder, in the frozen-encoder screening mode. Results: bench/results/selection.{md,json}
+(pairs are merged into what is there, keyed as in bench_ranking: c, c-frozen, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_ranking import PAIRS, pair_params  # noqa: E402
+from bench_text_pipeline import make_project, snakemake  # noqa: E402
+
+FINALS = ["single", "uniform_all", "avil_all", "fixed", "avil"]
+
+
+def run_pair(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs: int) -> dict:
+    params = pair_params(pair, seeds, text_epochs, frozen)
+    params["final"]["methods"] = list(FINALS)
+    project = Path(tempfile.mkdtemp(prefix=f"auxsel-selection-{pair}-")) / "p"
+    raw = ROOT / "data" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    make_project(project, raw, yaml.safe_dump(params, sort_keys=False))
+    wall, jobs = snakemake(project, cores)
+    sel = json.loads((project / "results/selection.json").read_text())
+    report = json.loads((project / "results/report/metrics.json").read_text())
+    return {"params_seeds": seeds, "wall_seconds": wall, "jobs": jobs, "selection": sel, "report": report,
+            "project": str(project)}
+
+
+def checks(pair: str, res: dict) -> dict:
+    spec = PAIRS[pair.split("-")[0]]
+    sel, test = res["selection"], res["report"]["test"]
+    kept = set(sel["selected"])
+    refs = {m: test[m] for m in ("single", "uniform_all", "avil_all") if m in test}
+    best = max(refs, key=lambda m: refs[m]["mean"])
+    bar = refs[best]["mean"] - refs[best]["std"]
+    fixed = test["fixed"]["mean"]
+    return {
+        "positive_kept": spec["positive"] in kept,
+        "shuffled_dropped": spec["shuffled"] not in kept,
+        "selected_reaches_best": fixed >= bar - 1e-12,
+        "best_reference": best, "bar": bar, "fixed": fixed,
+    }
+
+
+def table(results: dict) -> str:
+    lines = []
+    for key, r in sorted(results.items()):
+        sel, test, c = r["selection"], r["report"]["test"], r["checks"]
+        lines += [f"### ({key}) {r['name']} — seeds {r['params_seeds']}", "",
+                  f"`{r['command']}` — {r['date']}, {r['wall_seconds'] / 60:.1f} min wall", "",
+                  f"Null candidate's gain over single-task ({sel['split']}): {sel['null']['gain_mean']:+.4f}.", "",
+                  "| candidate | weight | gain over single | Holm p | gain over null | Holm p | decision |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in sel["candidates"]:
+            decision = "**keep**" if row["selected"] else "drop"
+            lines.append(f"| {row['aux']} | {row['weight_mean']:.3f} | {row['gain_mean']:+.4f} | {row['p_holm']:.3f} | "
+                         f"{row['null_gain_mean']:+.4f} | {row['null_p_holm']:.3f} | {decision} |")
+        lines += ["", "| final | test mean ± std |", "|---|---|"]
+        for m, t in test.items():
+            lines.append(f"| {m} | {t['mean']:.4f} ± {t['std']:.4f} |")
+        lines += ["", "| check | result |", "|---|---|",
+                  f"| positive control ({PAIRS[key.split('-')[0]]['positive']}) kept | {'pass' if c['positive_kept'] else 'FAIL'} |",
+                  f"| shuffled labels dropped | {'pass' if c['shuffled_dropped'] else 'FAIL'} |",
+                  f"| fixed (selected) {c['fixed']:.4f} ≥ best of single/uniform_all/avil_all ({c['best_reference']}) "
+                  f"− 1 σ = {c['bar']:.4f} | {'pass' if c['selected_reaches_best'] else 'FAIL'} |", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: params.yaml's seeds")
+    ap.add_argument("--frozen-encoder", action="store_true")
+    ap.add_argument("--text-epochs", type=int, default=6)
+    ap.add_argument("--cores", type=int, default=2)
+    args = ap.parse_args()
+    seeds = args.seeds or yaml.safe_load((ROOT / "params.yaml").read_text())["seeds"]
+    path = ROOT / "bench/results/selection.json"
+    done = {}
+    for pair in args.pairs:
+        frozen = args.frozen_encoder and PAIRS[pair].get("text")
+        key = f"{pair}-frozen" if frozen else pair
+        res = run_pair(pair, seeds, bool(frozen), args.cores, args.text_epochs)
+        res.update(name=PAIRS[pair]["name"] + (" (frozen-encoder mode)" if frozen else ""),
+                   date=f"{datetime.now():%Y-%m-%d %H:%M}",
+                   command=f"python bench/bench_selection.py --pairs {pair}" + (" --frozen-encoder" if frozen else "")
+                           + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else ""))
+        res["checks"] = checks(key, res)
+        done[key] = res
+        print(table({key: res}), flush=True)
+    saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}
+    saved["pairs"].update(done)
+    import torch
+
+    saved["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    path.write_text(json.dumps(saved, indent=1))
+    passed = {k: all(v for k, v in r["checks"].items() if isinstance(v, bool)) for k, r in saved["pairs"].items()}
+    head = (f"Generated by bench/bench_selection.py; {saved['machine']}. Every pair: the whole pipeline "
+            "(`snakemake`) in a fresh project.\n\n| pair | all checks |\n|---|---|\n"
+            + "".join(f"| {k} | {'pass' if v else 'FAIL'} |\n" for k, v in sorted(passed.items())) + "\n")
+    (ROOT / "bench/results/selection.md").write_text(head + table(saved["pairs"]))
+    print(f"overall: {sum(passed.values())}/{len(passed)} pairs pass all checks")
+
+
+if __name__ == "__main__":
+    main()
