@@ -35,6 +35,7 @@ BASE_DEV = {0: 0.600, 1: 0.620}
 # candidate: (paired dev gain per seed, final screened weight per seed). left_more passes the rule;
 # right gains but its weight is below min_weight; shuffled's interval is below min_gain.
 SCREEN = {"left_more": ([0.05, 0.06], [0.85, 0.80]), "right": ([0.04, 0.05], [0.20, 0.25]), "shuffled": ([-0.03, -0.05], [0.50, 0.55])}
+NULL_GAIN = [0.0, 0.01]  # the null candidate's screens: what the machinery gives by itself
 FIGURES = ["gains", "screen_weights", "final_test", "final_weights"]
 CHROMIUM = "/usr/bin/chromium"
 ENV_EXTRA = {"DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -88,7 +89,8 @@ def _run(folder: Path, stage: str, method: str, aux: list[str], seed: int, dev: 
                 row.update(delta_norm=float(rng.uniform(0.1, 1)), cos_target=float(rng.uniform(-1, 1)), dev_loss_before=1.2,
                            dev_loss_init=1.1, dev_loss_after=1.0, alpha_evals=5, update_seconds=1.0, solve_seconds=0.1)
             wrows.append(row)
-    metrics = {"dev": {"accuracy": dev, "loss": 1.0}} | ({"test": {"accuracy": test, "loss": 1.1}} if test is not None else {})
+    metrics = ({"dev": {"accuracy": dev, "loss": 1.0}, "holdout": {"accuracy": dev, "loss": 1.0}}
+               | ({"test": {"accuracy": test, "loss": 1.1}} if test is not None else {}))
     folder.mkdir(parents=True)
     runs.write_result(folder, SimpleNamespace(metrics=metrics, history=history, weights=wrows), stage, method, TARGET, aux, seed)
     artifacts.write_json({"final_weights": {t: w[-1] for t, w in weights.items()}, "best_epoch": EPOCHS, "epochs_run": EPOCHS,
@@ -108,7 +110,8 @@ def write_fixture(root: Path) -> None:
     for task in [TARGET, *CANDIDATES]:
         d = root / "data/prepared" / task
         d.mkdir(parents=True)
-        artifacts.write_json({"metric": "accuracy", "num_classes": 10}, d / "meta.json")
+        artifacts.write_json({"metric": "accuracy", "num_classes": 10,
+                              "counts": {"train": 1000, "dev": 500, "test": 2000}}, d / "meta.json")
         _provenance(d, "prepare", rng, task=task)
     res = root / "results"
     one = lambda: [1.0] * EPOCHS  # noqa: E731
@@ -117,6 +120,8 @@ def write_fixture(root: Path) -> None:
         for aux, (gains, finals) in SCREEN.items():
             _run(res / "screen" / aux / f"seed-{s}", "screen", "avil", [aux], s, BASE_DEV[s] + gains[s], None,
                  {TARGET: one(), aux: _path(finals[s], rng)}, rng, True)
+        _run(res / "screen" / "_null" / f"seed-{s}", "screen", "avil", ["_null"], s, BASE_DEV[s] + NULL_GAIN[s], None,
+             {TARGET: one(), "_null": _path(0.5, rng)}, rng, True)
     # the real selection stage decides on these numbers
     run_stage(root, "select")
     selected = json.loads((res / "selection.json").read_text())["selected"]
@@ -217,7 +222,8 @@ def test_screening_table_shows_the_selection_artifacts(built):
     shown = page_of(root).tables["screening-table"]
     assert [r["attrs"]["data-aux"] for r in shown] == [r["aux"] for r in rows]
     formats = {"rank": "d", "n_seeds": "d", "weight_mean": ".3f", "weight_std": ".3f", "gain_mean": "+.4f", "gain_std": ".4f",
-               "gain_ci_low": "+.4f", "gain_ci_high": "+.4f"}
+               "gain_ci_low": "+.4f", "gain_ci_high": "+.4f", "p_holm": ".3f", "null_gain_mean": "+.4f",
+               "null_p_holm": ".3f"}
     for want, got in zip(rows, shown):
         cells = got["cells"]
         for key, fmt in formats.items():
@@ -228,8 +234,9 @@ def test_screening_table_shows_the_selection_artifacts(built):
         assert cells["selected"][1] == ("selected" if want["selected"] else "dropped")
         assert cells["reason"][1] == want["reason"]
     decision = {r["aux"]: r["reason"] for r in rows}
-    assert decision["left_more"].startswith("gain interval above")
-    assert decision["right"].startswith("weight ") and decision["shuffled"].startswith("gain interval low")
+    assert decision["left_more"].startswith("gain above +0.0000 (Holm p") and "over the null too" in decision["left_more"]
+    assert decision["right"].startswith("weight ") and decision["shuffled"].startswith("gain -0.0400 not above min_gain")
+    assert "gain over the null candidate -0.0450 not above" in decision["shuffled"]
     assert json.loads((root / "results/selection.json").read_text())["candidates"] == rows
 
 
