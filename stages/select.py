@@ -57,13 +57,16 @@ def main() -> None:
             inputs.append(path)
             dev[aux][s] = _metric(summary, split, metric, f"results/screen/{aux}/seed-{s}")
             weight[aux][s] = summary["final_weights"][aux]
-    null_dev = {}
+    null_dev, null_weight = {}, {}
     for s in params["seeds"]:
         path = _common.RESULTS / "screen" / NULL / f"seed-{s}" / "summary.json"
         inputs.append(path)
-        null_dev[s] = _metric(_summary(path), split, metric, f"results/screen/{NULL}/seed-{s}")
+        summary = _summary(path)
+        null_dev[s] = _metric(summary, split, metric, f"results/screen/{NULL}/seed-{s}")
+        null_weight[s] = summary["final_weights"][NULL]
     rule = Rule(**params["select"])
-    rows = summarise(dev_base, dev, weight, rule, sd_floor=floor, null_dev=null_dev)
+    null_w = sum(null_weight.values()) / len(null_weight)
+    rows = summarise(dev_base, dev, weight, rule, sd_floor=floor, null_dev=null_dev, null_weight=null_w)
     # what the multitask machinery gives by itself: the null candidate's gain over single-task
     null = gain_stats(dev_base, {NULL: null_dev}, dataclasses.replace(rule, variance="candidate"),
                       rule.sd_floor if rule.sd_floor is not None else floor)[NULL]
@@ -80,7 +83,8 @@ def main() -> None:
         "selected": selected,
         "weights": {r["aux"]: r["weight_mean"] for r in rows if r["selected"]},
         "candidates": rows,
-        "null": {"dev": {str(k): v for k, v in null_dev.items()}, **null},
+        "null": {"dev": {str(k): v for k, v in null_dev.items()}, "weight": {str(k): v for k, v in null_weight.items()},
+                 "weight_mean": null_w, **null},
     }
     out = _common.RESULTS
     out.mkdir(parents=True, exist_ok=True)

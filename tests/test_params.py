@@ -89,6 +89,12 @@ FUZZ = [
     (_set("tasks.left.dataset", "cifar"), "params: tasks.left.dataset: builtin dataset must be one of"),
     (_set("tasks.left.label_names", ["a", "b"]), "params: tasks.left.label_names: 2 names for num_classes=10"),
     (_set("model.kind", "resnet"), "params: model.kind: 'resnet' is not one of ['lenet', 'hf']"),
+    (_set("tasks._null", {"source": "builtin", "dataset": "multimnist", "options": {}, "inputs": ["image"],
+                          "label": "left", "num_classes": 10}),
+     "params: tasks: '_null' does not match '^[A-Za-z]"),  # a task name never collides with the null candidate
+    (_set("select.level", 0), "params: select.level: 0 is less than or equal to the minimum of 0"),
+    (_set("select.variance", "median"), "params: select.variance: 'median' is not one of ['pooled', 'candidate']"),
+    (_set("train.dev_holdout", 1), "params: train.dev_holdout: 1 is greater than or equal to the maximum of 1"),
 ]
 
 

@@ -106,9 +106,6 @@ def check(params: dict[str, Any]) -> None:
         raise AuxselError(f"params: candidates: the target {params['target']!r} cannot be its own candidate")
     for name, spec in tasks.items():
         where = f"params: tasks.{name}"
-        if name.startswith("_"):
-            raise AuxselError(f"{where}: task names starting with '_' are reserved (_null is the null candidate that "
-                              "every seed screens); rename the task")
         if spec["source"] == "builtin":
             if spec.get("dataset") not in ARCHIVE_OF:
                 raise AuxselError(f"{where}.dataset: builtin dataset must be one of {', '.join(sorted(ARCHIVE_OF))}")

@@ -35,11 +35,12 @@ COLUMNS = [
 @dataclass
 class Rule:
     """Keep a candidate whose gain is above `min_gain` by a one-sided t test that survives Holm's
-    correction at family-wise `level`, and whose mean weight exceeds `min_weight`; rank by mean
+    correction at family-wise `level`, and whose mean weight exceeds `min_weight` (None: the null
+    candidate's mean weight - the share a task that cannot help still gets; 0 without a null); rank by mean
     gain; keep at most `top_k`. `confidence` sets the two-sided interval that is reported."""
 
     min_gain: float = 0.0
-    min_weight: float = 0.0
+    min_weight: float | None = None
     top_k: int | None = None
     confidence: float = 0.9
     level: float = 0.1
@@ -117,6 +118,7 @@ def summarise(
     rule: Rule,
     sd_floor: float = 0.0,
     null_dev: dict[int, float] | None = None,
+    null_weight: float | None = None,
 ) -> list[dict[str, Any]]:
     """One row per candidate (COLUMNS), ranked; `selected` per the rule, `reason` names every
     condition that failed. `sd_floor` is used when the rule has none (e.g. one dev example's worth
@@ -124,6 +126,12 @@ def summarise(
     beat the null by the same test: an intersection-union test, so the family-wise level holds
     without a further correction."""
     floor = rule.sd_floor if rule.sd_floor is not None else sd_floor
+    if rule.min_weight is not None:
+        min_w, min_w_name = rule.min_weight, "min_weight"
+    elif null_weight is not None:
+        min_w, min_w_name = null_weight, "the null candidate's weight"
+    else:
+        min_w, min_w_name = 0.0, "0 (no null candidate)"
     single = gain_stats(baseline_dev, screen_dev, rule, floor)
     null = gain_stats(null_dev, screen_dev, rule, floor) if null_dev is not None else None
     rows = []
@@ -148,8 +156,8 @@ def summarise(
             if null is not None and not row["null_p_holm"] <= rule.level:
                 failed.append(f"gain over the null candidate {row['null_gain_mean']:+.4f} not above min_gain at "
                               f"family-wise level {rule.level:g} (Holm p {row['null_p_holm']:.3f})")
-        if not row["weight_mean"] > rule.min_weight:
-            failed.append(f"weight {row['weight_mean']:.3f} <= min_weight {rule.min_weight:.3f}")
+        if not row["weight_mean"] > min_w:
+            failed.append(f"weight {row['weight_mean']:.3f} <= {min_w_name} {min_w:.3f}")
         if not failed and rule.top_k is not None and kept >= rule.top_k:
             failed.append(f"beyond top_k={rule.top_k}")
         row["selected"] = not failed
@@ -159,5 +167,5 @@ def summarise(
             kept += 1
             over_null = f", over the null too (Holm p {row['null_p_holm']:.3f})" if null is not None else ""
             row["reason"] = (f"gain above {rule.min_gain:+.4f} (Holm p {row['p_holm']:.3f} <= {rule.level:g}){over_null} "
-                             f"and weight above {rule.min_weight:.3f}")
+                             f"and weight above {min_w_name} {min_w:.3f}")
     return [{k: r[k] for k in COLUMNS} for r in rows]
