@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -32,14 +33,13 @@ SEEDS = [3, 5, 8, 10, 15, 20, 30]
 
 
 def measured_sigma(path: Path) -> tuple[float, str]:
-    """σ of one screen around its baseline: the pooled sd of the paired gains / √2 (a gain is the
-    difference of two runs' metrics, each with noise σ)."""
+    """σ of one screen around its seed's level: the median over candidates of the sd of their
+    paired gains over the seeds, / √2 (a gain is the difference of two runs' metrics)."""
     sel = json.loads(path.read_text())
     rows = sel["candidates"]
-    se = rows[0]["gain_se"]
-    n = rows[0]["n_seeds"]
-    sd = se * math.sqrt(n)
-    return sd / math.sqrt(2), f"{path} (pooled gain sd {sd:.4f} over {n} seeds, {len(rows)} candidates, split {sel['split']})"
+    sd = statistics.median(r["gain_std"] for r in rows)
+    return sd / math.sqrt(2), (f"{path.parent.parent.name}/{path.parent.name}/{path.name} (median gain sd {sd:.4f} over "
+                               f"{rows[0]['n_seeds']} seeds, {len(rows)} candidates, split {sel['split']})")
 
 
 def power(sigma: float, gain: float, seeds: int, k: int, rule: Rule, floor: float, reps: int, rng) -> dict[str, float]:
@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--gain", type=float, default=0.01)
     ap.add_argument("--candidates", type=int, default=5)
     ap.add_argument("--reps", type=int, default=400)
-    ap.add_argument("--floor", type=float, default=0.004)
+    ap.add_argument("--floor", type=float, default=0.001, help="sd floor (default: one of 1,000 holdout examples)")
     args = ap.parse_args()
     sigmas = [measured_sigma(p) for p in args.selection] + [(s, "given") for s in args.sigma]
     rule = Rule()  # the defaults of params.yaml's select section
@@ -73,7 +73,7 @@ def main() -> None:
     out = {"gain": args.gain, "candidates": args.candidates, "level": rule.level, "rows": []}
     lines = [f"`python bench/power.py {' '.join(sys.argv[1:])}` — {datetime.now():%Y-%m-%d %H:%M}; the selection rule "
              f"of auxsel.select (level {rule.level}, {rule.variance} sd, Holm, over single-task and over the null) on "
-             f"simulated screens: one candidate with true gain {args.gain:+.3f} among {args.candidates} "
+             f"simulated screens: one candidate with true gain (over single-task and over the null) {args.gain:+.3f} among {args.candidates} "
              f"({args.candidates - 1} useless), {args.reps} repetitions per cell.", "",
              "| σ of one run's metric | source | " + " | ".join(f"{n} seeds" for n in SEEDS) + " |",
              "|---|---|" + "---|" * len(SEEDS)]

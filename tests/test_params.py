@@ -175,7 +175,7 @@ def test_selection_is_a_one_sided_t_test_with_holm_and_pooled_variance(tmp_path:
     base = {0: 0.70, 1: 0.70, 2: 0.70}
     dev = {"a": {0: 0.72, 1: 0.73, 2: 0.74}, "b": {0: 0.70, 1: 0.72, 2: 0.68}, "c": {0: 0.71, 1: 0.71, 2: 0.71}}
     weight = {k: {s: 1.0 for s in range(3)} for k in dev}
-    rows = {r["aux"]: r for r in summarise(base, dev, weight, Rule(level=0.1))}
+    rows = {r["aux"]: r for r in summarise(base, dev, weight, Rule(level=0.1, variance="pooled"))}
     ss = (0.01**2 * 2) + (0.02**2 * 2) + 0.0  # squared deviations from each candidate's mean
     sd = math.sqrt(ss / 6)
     assert rows["a"]["df"] == 6 and rows["a"]["gain_se"] == pytest.approx(sd / math.sqrt(3))

@@ -105,7 +105,7 @@ def write(folder: Path, tensors: dict[str, dict[str, torch.Tensor]], key: dict[s
         digest.update(file_sha256(folder / f"{split}.safetensors").encode())
     meta = {"task": task, "key": key, "splits": info, "bytes_in_ram": ram, "content_hash": digest.hexdigest(),
             "bytes_on_disk": sum((folder / f"{s}.safetensors").stat().st_size for s in tensors)}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return meta
 
 
