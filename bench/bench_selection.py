@@ -38,14 +38,21 @@ from bench_text_pipeline import make_project, snakemake  # noqa: E402
 FINALS = ["single", "uniform_all", "avil_all", "fixed", "avil"]
 
 
-def run_pair(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs: int) -> dict:
+def run_pair(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs: int, reuse: Path | None) -> dict:
     params = pair_params(pair, seeds, text_epochs, frozen)
     params["final"]["methods"] = list(FINALS)
-    project = Path(tempfile.mkdtemp(prefix=f"auxsel-selection-{pair}-")) / "p"
-    raw = ROOT / "data" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    make_project(project, raw, yaml.safe_dump(params, sort_keys=False))
-    wall, jobs = snakemake(project, cores)
+    if reuse is not None:  # a finished project of exactly these params (e.g. bench/default_run.py's for pair a)
+        project = reuse
+        if yaml.safe_load((project / "params.yaml").read_text()) != params:
+            raise SystemExit(f"--reuse {pair}={project}: its params.yaml is not this pair's params")
+        run = json.loads((project / "results/selection.provenance.json").read_text())
+        wall, jobs = None, {"reused": str(project), "selection_written": run.get("end", "")}
+    else:
+        project = Path(tempfile.mkdtemp(prefix=f"auxsel-selection-{pair}-")) / "p"
+        raw = ROOT / "data" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        make_project(project, raw, yaml.safe_dump(params, sort_keys=False))
+        wall, jobs = snakemake(project, cores)
     sel = json.loads((project / "results/selection.json").read_text())
     report = json.loads((project / "results/report/metrics.json").read_text())
     return {"params_seeds": seeds, "wall_seconds": wall, "jobs": jobs, "selection": sel, "report": report,
@@ -73,7 +80,9 @@ def table(results: dict) -> str:
     for key, r in sorted(results.items()):
         sel, test, c = r["selection"], r["report"]["test"], r["checks"]
         lines += [f"### ({key}) {r['name']} — seeds {r['params_seeds']}", "",
-                  f"`{r['command']}` — {r['date']}, {r['wall_seconds'] / 60:.1f} min wall", "",
+                  f"`{r['command']}` — {r['date']}"
+                  + (f", {r['wall_seconds'] / 60:.1f} min wall" if r['wall_seconds'] is not None else
+                     f" (results of the finished project {r['project']})"), "",
                   f"Null candidate's gain over single-task ({sel['split']}): {sel['null']['gain_mean']:+.4f}.", "",
                   "| candidate | weight | gain over single | Holm p | gain over null | Holm p | decision |",
                   "|---|---|---|---|---|---|---|"]
@@ -99,18 +108,22 @@ def main() -> None:
     ap.add_argument("--frozen-encoder", action="store_true")
     ap.add_argument("--text-epochs", type=int, default=6)
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--reuse", nargs="*", default=[], metavar="PAIR=PROJECT",
+                    help="read a pair's results from a finished project with exactly its params instead of running it")
     args = ap.parse_args()
+    reuse = {k: Path(v) for k, v in (r.split("=", 1) for r in args.reuse)}
     seeds = args.seeds or yaml.safe_load((ROOT / "params.yaml").read_text())["seeds"]
     path = ROOT / "bench/results/selection.json"
     done = {}
     for pair in args.pairs:
         frozen = args.frozen_encoder and PAIRS[pair].get("text")
         key = f"{pair}-frozen" if frozen else pair
-        res = run_pair(pair, seeds, bool(frozen), args.cores, args.text_epochs)
+        res = run_pair(pair, seeds, bool(frozen), args.cores, args.text_epochs, reuse.get(pair))
         res.update(name=PAIRS[pair]["name"] + (" (frozen-encoder mode)" if frozen else ""),
                    date=f"{datetime.now():%Y-%m-%d %H:%M}",
                    command=f"python bench/bench_selection.py --pairs {pair}" + (" --frozen-encoder" if frozen else "")
-                           + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else ""))
+                           + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else "")
+                           + (f" --reuse {pair}=<finished project>" if pair in reuse else ""))
         res["checks"] = checks(key, res)
         done[key] = res
         print(table({key: res}), flush=True)

@@ -38,8 +38,8 @@ def measured_sigma(path: Path) -> tuple[float, str]:
     sel = json.loads(path.read_text())
     rows = sel["candidates"]
     sd = statistics.median(r["gain_std"] for r in rows)
-    return sd / math.sqrt(2), (f"{path.parent.parent.name}/{path.parent.name}/{path.name} (median gain sd {sd:.4f} over "
-                               f"{rows[0]['n_seeds']} seeds, {len(rows)} candidates, split {sel['split']})")
+    return sd / math.sqrt(2), (f"measured: target {sel['target']}, {len(rows)} candidates, {rows[0]['n_seeds']} seeds, "
+                               f"{sel['split']}; median gain sd {sd:.4f}")
 
 
 def power(sigma: float, gain: float, seeds: int, k: int, rule: Rule, floor: float, reps: int, rng) -> dict[str, float]:
@@ -62,29 +62,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--selection", type=Path, nargs="*", default=[], help="selection.json files to read σ from")
     ap.add_argument("--sigma", type=float, nargs="*", default=[], help="σ values to add")
-    ap.add_argument("--gain", type=float, default=0.01)
+    ap.add_argument("--gain", type=float, nargs="+", default=[0.01, 0.02, 0.03])
     ap.add_argument("--candidates", type=int, default=5)
     ap.add_argument("--reps", type=int, default=400)
     ap.add_argument("--floor", type=float, default=0.001, help="sd floor (default: one of 1,000 holdout examples)")
     args = ap.parse_args()
-    sigmas = [measured_sigma(p) for p in args.selection] + [(s, "given") for s in args.sigma]
+    sigmas = [measured_sigma(p) for p in args.selection] + [(s, "given (a steady candidate: left_more's gain over "
+                                                                 "the null had sd 0.009 = √2 × 0.0064)") for s in args.sigma]
     rule = Rule()  # the defaults of params.yaml's select section
     rng = np.random.default_rng(0)
-    out = {"gain": args.gain, "candidates": args.candidates, "level": rule.level, "rows": []}
-    lines = [f"`python bench/power.py {' '.join(sys.argv[1:])}` — {datetime.now():%Y-%m-%d %H:%M}; the selection rule "
+    out = {"gains": args.gain, "candidates": args.candidates, "level": rule.level, "rows": []}
+    args_text = " ".join(a if "/" not in a else "<finished run>/results/selection.json" for a in sys.argv[1:])
+    lines = [f"`python bench/power.py {args_text}` — {datetime.now():%Y-%m-%d %H:%M}; the selection rule "
              f"of auxsel.select (level {rule.level}, {rule.variance} sd, Holm, over single-task and over the null) on "
-             f"simulated screens: one candidate with true gain (over single-task and over the null) {args.gain:+.3f} among {args.candidates} "
-             f"({args.candidates - 1} useless), {args.reps} repetitions per cell.", "",
-             "| σ of one run's metric | source | " + " | ".join(f"{n} seeds" for n in SEEDS) + " |",
-             "|---|---|" + "---|" * len(SEEDS)]
-    for sigma, source in sigmas:
-        cells = []
-        for n in SEEDS:
-            p = power(sigma, args.gain, n, args.candidates, rule, args.floor, args.reps, rng)
-            out["rows"].append({"sigma": sigma, "source": source, "seeds": n, **p})
-            cells.append(f"{p['power']:.2f} (FWER {p['false_keep']:.2f})")
-        lines.append(f"| {sigma:.4f} | {source} | " + " | ".join(cells) + " |")
-    lines += ["", "Cells: P(the helpful candidate is kept) and, in brackets, P(any useless one is kept)."]
+             f"simulated screens: one candidate with the given true gain (over single-task and over the null) among "
+             f"{args.candidates} ({args.candidates - 1} useless), {args.reps} repetitions per cell.", "",
+             "| true gain | σ of one run's metric | source | " + " | ".join(f"{n} seeds" for n in SEEDS) + " |",
+             "|---|---|---|" + "---|" * len(SEEDS)]
+    for gain in args.gain:
+        for sigma, source in sigmas:
+            cells = []
+            for n in SEEDS:
+                p = power(sigma, gain, n, args.candidates, rule, args.floor, args.reps, rng)
+                out["rows"].append({"gain": gain, "sigma": sigma, "source": source, "seeds": n, **p})
+                cells.append(f"{p['power']:.2f} ({p['false_keep']:.2f})")
+            lines.append(f"| {gain:+.3f} | {sigma:.4f} | {source} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: P(the helpful candidate is kept) and, in brackets, P(any useless one is kept) — the "
+              "family-wise error, held below the level 0.1."]
     text = "\n".join(lines) + "\n"
     print(text)
     res = ROOT / "bench" / "results"

@@ -215,6 +215,12 @@ def test_a_candidate_must_also_beat_the_null_candidate():
     weight = {k: {s: 1.0 for s in base} for k in dev}
     alone = {r["aux"]: r for r in summarise(base, dev, weight, Rule())}
     assert alone["like_null"]["selected"]  # over single-task only, the machinery's gain passes
+    # with the null, the test is against it; a candidate that beats a harmful null but not single-task is dropped
+    harmful = {0: 0.66, 1: 0.67, 2: 0.66, 3: 0.67}
+    below = {"x": {0: 0.69, 1: 0.70, 2: 0.69, 3: 0.69}}
+    row = summarise(base, below, {"x": weight["real"]}, Rule(), null_dev=harmful)[0]
+    assert row["null_p_holm"] <= 0.1 and not row["selected"]
+    assert "mean gain over single-task -0.0075 <= min_gain +0.0000" in row["reason"]
     rows = {r["aux"]: r for r in summarise(base, dev, weight, Rule(), null_dev=null)}
     assert rows["real"]["selected"] and rows["real"]["null_gain_mean"] == pytest.approx(0.04)
     assert not rows["like_null"]["selected"] and rows["like_null"]["null_gain_mean"] == pytest.approx(0.0)

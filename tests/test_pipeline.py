@@ -96,7 +96,7 @@ def check_results(root: Path, params: dict) -> dict:
         assert r["n_seeds"] == len(params["seeds"])
         level = rule.get("level", 0.1)
         min_w = rule["min_weight"] if rule["min_weight"] is not None else sel["null"]["weight_mean"]
-        keep = r["p_holm"] <= level and r["null_p_holm"] <= level and r["weight_mean"] > min_w
+        keep = r["null_p_holm"] <= level and r["gain_mean"] > rule["min_gain"] and r["weight_mean"] > min_w
         assert r["selected"] == (keep and kept < rule["top_k"]), r
         kept += r["selected"]
     assert sel["selected"] == [r["aux"] for r in table if r["selected"]]
