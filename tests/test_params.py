@@ -225,3 +225,15 @@ def test_a_candidate_must_also_beat_the_null_candidate():
     assert rows["real"]["selected"] and rows["real"]["null_gain_mean"] == pytest.approx(0.04)
     assert not rows["like_null"]["selected"] and rows["like_null"]["null_gain_mean"] == pytest.approx(0.0)
     assert "gain over the null candidate +0.0000 not above min_gain" in rows["like_null"]["reason"]
+
+
+def test_a_yaml_syntax_error_is_one_line_naming_where(tmp_path: Path):
+    """Issue 16: PyYAML's four-line message becomes one line with the file, line and column."""
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: 0\ntrain:\n  epochs: [1, 2\n  lr: 0.1\n")
+    with pytest.raises(AuxselError) as err:
+        P.read_yaml(bad)
+    msg = str(err.value)
+    assert msg == (f"{bad}: not valid YAML: line 4, column 5: expected ',' or ']', but got ':' "
+                   "(while parsing a flow sequence); fix the file and rerun")
+    assert "\n" not in msg

@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from auxsel.errors import AuxselError
-from conftest import copy_project, run_stage
+from conftest import ROOT, copy_project, run_stage
 from test_pipeline import env, make_project, sh, tiny_params
 
 torch.set_num_threads(1)  # the in-process runs are tiny; more threads only contend on a shared machine
@@ -144,6 +144,9 @@ def test_snakemake_marks_a_killed_job_incomplete_and_rerun_incomplete_resumes_it
     markers = {base64.urlsafe_b64decode(f).decode(errors="replace")
                for _, _, files in os.walk(root / ".snakemake/incomplete") for f in files if f != "migration_underway"}
     assert any(m.endswith(target) for m in markers), markers
+    # README's recipe, as written there (here for the one killed job, on one core)
+    recipe = "snakemake --unlock && snakemake --cores 2 --rerun-incomplete"
+    assert f"`{recipe}`" in (ROOT / "README.md").read_text()
     sh(root, "snakemake", "--unlock")  # the killed Snakemake left its lock
     sh(root, "snakemake", "--cores", "1", "--rerun-incomplete", target)
     log = (root / "logs/screen" / AUX / "seed-0.log").read_text()

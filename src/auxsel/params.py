@@ -37,9 +37,18 @@ def read_yaml(path: Path) -> Any:
         with open(path, encoding="utf-8") as fh:
             return yaml.load(fh, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise AuxselError(f"{path}: not valid YAML ({exc})") from exc
+        raise AuxselError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     except FileNotFoundError as exc:
         raise AuxselError(f"{path}: no such params file") from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: what is wrong and where (1-based line:column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}" + (f" ({context})" if context else "") + "; fix the file and rerun"
 
 
 def _with_defaults(validator_class):
