@@ -113,18 +113,26 @@ def _share_plan():
 
 
 def test_share_fit_is_a_stationary_point_reached_from_any_start():
+    """In the whitened coordinates the method fits in (`ShareObjective.whitening`). In raw
+    coefficients the value test can stop L-BFGS early in a narrow valley (measured: from (0, 1) it
+    stopped at a loss 0.006 nats above the optimum); that is why the method whitens."""
     plan, obj = _share_plan()
-    start = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    m = obj.whitening()
+    fn = lambda b: obj(m @ b)  # noqa: E731
+
+    def fit_from(c0: list[float]) -> dict:
+        return minimise(fn, torch.linalg.solve(m, torch.tensor(c0, dtype=torch.float64)), tol, 200, ftol)
+
     # ReLU and max-pool make the loss piecewise smooth: one-sided gradients jump by ~1e-4..1e-3 at
     # the kinks, which bounds any gradient tolerance from below (the default is 1e-3)
     tol, ftol = AvilConfig().fit_tol, AvilConfig().fit_ftol
-    fit = minimise(obj, start, tol, 200, ftol)
+    fit = fit_from([1.0, 0.0])
     assert fit["converged"], fit
     assert fit["loss"] < 0.9 * math.log(10)
-    c = fit["v"]
+    c = m @ fit["v"]
     # an independent gradient at the solution (autograd, not the solver's record) is the reported one
-    v = c.clone().requires_grad_(True)
-    obj(v).backward()
+    v = fit["v"].clone().requires_grad_(True)
+    fn(v).backward()
     assert torch.allclose(v.grad, fit["grad"]) and (fit["stop"] != "gradient" or float(v.grad.abs().max()) <= tol)
     # no nearby point is better by more than the value tolerance (a minimum, not a saddle or maximum)
     with torch.no_grad():
@@ -133,8 +141,8 @@ def test_share_fit_is_a_stationary_point_reached_from_any_start():
             for eps in (1e-2, -1e-2):
                 assert float(obj(c + eps * d)) >= best - AvilConfig().fit_ftol  # within the value tolerance
     # the start does not matter: from the candidate alone, the same solution
-    other = minimise(obj, torch.tensor([0.0, 1.0], dtype=torch.float64), tol, 200, ftol)
-    assert other["converged"] and torch.allclose(other["v"], c, atol=2e-2), (other["v"], c)
+    other = fit_from([0.0, 1.0])
+    assert other["converged"] and torch.allclose(m @ other["v"], c, atol=2e-2), (m @ other["v"], c)
 
 
 def test_share_does_not_move_with_the_targets_step_length():
@@ -186,10 +194,14 @@ ADAMW = dict(epochs=2, batch_size=16, lr=1e-4, optimizer="adamw", examples_per_t
 
 
 def test_diw_weights_move_under_adamw_at_lr_1e4():
+    """How far the weights move depends much on the draw (0.001-0.03 over seeds 0-4 here), so the
+    claim is over five seeds: with the SGD-lr look-ahead they moved ~1e-3 at most."""
     tasks = _tasks("left_more", "shuffled")
-    r = run_method("diw", _model(tasks), tasks, "left", seed=0, train=ADAMW)
-    moved = max(abs(w["weight"] - 1.0) for w in r.weights if w["task"] != "left")
-    assert moved > 0.01, r.weights
+    moved = []
+    for seed in range(5):
+        r = run_method("diw", _model(tasks), tasks, "left", seed=seed, train=ADAMW)
+        moved.append(max(abs(w["weight"] - 1.0) for w in r.weights if w["task"] != "left"))
+    assert sum(moved) / len(moved) > 0.005 and max(moved) > 0.01, moved
 
 
 def test_diw_step_sizes_are_adamws():

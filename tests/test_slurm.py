@@ -44,7 +44,8 @@ def test_profile_runs_the_pipeline_on_slurm(cluster, tmp_path, raw_dir, smk_run)
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
     # every job but fetch (a localrule; the archive is already there) went through sbatch:
     # prepare and features per task, then training, selection and report
-    n_jobs = 2 * len(params["tasks"]) + len(params["seeds"]) * (1 + len(params["candidates"]) + len(params["final"]["methods"])) + 2
+    n_jobs = 2 * len(params["tasks"]) + len(params["seeds"]) * (
+        1 + len(params["candidates"]) + 1 + len(params["final"]["methods"])) + 2  # + the null candidate's screens
     assert len(set(submitted)) == n_jobs, out[-3000:]
     check_results(on_slurm, params)
     assert metrics_of(on_slurm, params) == metrics_of(local, params)
