@@ -215,7 +215,8 @@ def training_run(
     set_threads(params["threads"])
     target = params["target"]
     names = [target, *auxiliaries]
-    tasks = load_tasks(params, [n for n in names if n != NULL])
+    real = [n for n in names if n != NULL]  # tasks with prepared data (the null is built from the target's)
+    tasks = load_tasks(params, real)
     null_info = {}
     if NULL in names:  # built here, from the target's loaded inputs (cached features included)
         sizes = [prepared_count(c, "train") for c in params["candidates"]]
@@ -226,7 +227,6 @@ def training_run(
     section = {} if method in ("single", "uniform", "fixed") else params.get(method, {})
     slice_ = {k: params[k] for k in ("seed", "target", "model", "train", "device")}
     slice_.update(method=method, options=section, auxiliaries=auxiliaries, weights=weights)
-    real = [n for n in names if n != NULL]
     inputs = [PREPARED / n for n in real] + ([FEATURES / n for n in real] if caches_features(params) else [])
     prov = artifacts.Provenance(stage, slice_, inputs, device=params["device"])
     init_seed = derive_seed(params["seed"], "init", target, seed)

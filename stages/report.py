@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +126,7 @@ def main() -> None:
         for f in figs.values():
             (tmp / f.file).write_bytes(f.png)
         (tmp / "index.html").write_text(text, encoding="utf-8")
-        artifacts.write_json(_finite(headline(sel, cands, table)), tmp / "metrics.json")
+        artifacts.write_json(headline(sel, cands, table), tmp / "metrics.json")  # strict JSON: non-finite -> null
         _csv(wide({a: screen_means.get(a, {}) for a in candidates}), tmp / "screen_weights.csv", ["epoch", *candidates])
         _csv(wide({m: dev_means.get(m, {}) for m in methods}), tmp / "final_dev.csv", ["epoch", *methods])
         prov.write(tmp, stages=prov_table["stages"])
@@ -148,17 +147,6 @@ def headline(sel: dict[str, Any], cands: list[dict[str, Any]], table: list[dict[
         "test": {r["method"]: {"mean": r["mean"], "std": r["std"], "n_seeds": r["n_seeds"]} for r in table},
         "best": [r["method"] for r in table if r["best"]],
     }
-
-
-def _finite(x: Any) -> Any:
-    """NaN and ±inf (one seed: no std, no interval) become null: strict JSON for DVC and browsers."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
 
 
 def _provenance(path: Path) -> list[tuple[str, dict[str, Any]]]:

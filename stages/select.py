@@ -49,7 +49,7 @@ def main() -> None:
     dev_base = {s: _metric(b, split, metric, f"results/baseline/{target}/seed-{s}") for s, b in base.items()}
     dev, weight = {}, {}
     inputs = []
-    for aux in params["candidates"]:
+    for aux in [*params["candidates"], NULL]:
         dev[aux], weight[aux] = {}, {}
         for s in params["seeds"]:
             path = _common.RESULTS / "screen" / aux / f"seed-{s}" / "summary.json"
@@ -57,19 +57,14 @@ def main() -> None:
             inputs.append(path)
             dev[aux][s] = _metric(summary, split, metric, f"results/screen/{aux}/seed-{s}")
             weight[aux][s] = summary["final_weights"][aux]
-    null_dev, null_weight = {}, {}
-    for s in params["seeds"]:
-        path = _common.RESULTS / "screen" / NULL / f"seed-{s}" / "summary.json"
-        inputs.append(path)
-        summary = _summary(path)
-        null_dev[s] = _metric(summary, split, metric, f"results/screen/{NULL}/seed-{s}")
-        null_weight[s] = summary["final_weights"][NULL]
+    null_dev, null_weight = dev.pop(NULL), weight.pop(NULL)
     rule = Rule(**params["select"])
+    if rule.sd_floor is not None:
+        floor = rule.sd_floor
     null_w = sum(null_weight.values()) / len(null_weight)
     rows = summarise(dev_base, dev, weight, rule, sd_floor=floor, null_dev=null_dev, null_weight=null_w)
     # what the multitask machinery gives by itself: the null candidate's gain over single-task
-    null = gain_stats(dev_base, {NULL: null_dev}, dataclasses.replace(rule, variance="candidate"),
-                      rule.sd_floor if rule.sd_floor is not None else floor)[NULL]
+    null = gain_stats(dev_base, {NULL: null_dev}, dataclasses.replace(rule, variance="candidate"), floor)[NULL]
     prov = artifacts.Provenance("select", {"select": params["select"], "target": target, "candidates": params["candidates"], "seeds": params["seeds"]}, inputs)
     selected = [r["aux"] for r in rows if r["selected"]]
     decision = {
@@ -78,7 +73,7 @@ def main() -> None:
         "split": split,
         "rule": params["select"],
         "test": {"kind": "one-sided t, Holm across candidates", "level": rule.level, "variance": rule.variance,
-                 "sd_floor": rule.sd_floor if rule.sd_floor is not None else floor},
+                 "sd_floor": floor},
         "baseline_dev": {str(s): v for s, v in dev_base.items()},
         "selected": selected,
         "weights": {r["aux"]: r["weight_mean"] for r in rows if r["selected"]},

@@ -325,29 +325,33 @@ class Run:
         return evaluate(self.model, data, split, self.cfg.eval_batch_size, self.device, self.cfg.amp)
 
 
-def split_holdout(task: TaskData, fraction: float, eval_seed: int) -> TaskData:
-    """`task` with its dev split cut in two by a draw seeded by (eval_seed, "holdout"): "dev" keeps
-    the part that fits and chooses, "holdout" the part that only judges. The same eval seed gives
-    the same cut in every run of a seed (baseline, screens, finals)."""
-    n = task.size("dev")
-    k = int(round(fraction * n))
-    if not 0 < k < n:
-        raise AuxselError(f"task {task.name!r}: train.dev_holdout {fraction} leaves no examples on one side of its "
-                          f"{n}-example dev split")
+def holdout_rows(n: int, fraction: float, eval_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-out, kept) row numbers of an n-example dev split, drawn by (eval_seed, "holdout"): the
+    same eval seed gives the same cut in every run of a seed (baseline, screens, finals)."""
     g = torch.Generator().manual_seed(derive_seed(eval_seed, "holdout"))
     perm = torch.randperm(n, generator=g)
-    held, kept = perm[:k].sort().values, perm[k:].sort().values
+    k = int(round(fraction * n))
+    return perm[:k].sort().values, perm[k:].sort().values
+
+
+def split_holdout(task: TaskData, fraction: float, eval_seed: int) -> TaskData:
+    """`task` with its dev split cut in two (`holdout_rows`): "dev" keeps the part that fits and
+    chooses, "holdout" the part that only judges."""
+    n = task.size("dev")
+    held, kept = holdout_rows(n, fraction, eval_seed)
+    if not (len(held) and len(kept)):
+        raise AuxselError(f"task {task.name!r}: train.dev_holdout {fraction} leaves no examples on one side of its "
+                          f"{n}-example dev split")
     splits = {**task.splits, "dev": task.rows("dev", kept), "holdout": task.rows("dev", held)}
     return TaskData(task.name, task.num_classes, task.metric, task.kind, splits)
 
 
 def dev_roles(task: TaskData, fraction: float, eval_seed: int) -> dict[str, Any]:
     """Which dev rows hold out (for provenance): sizes and a digest of the held-out row numbers."""
-    if fraction <= 0:
-        return {"dev": task.size("dev"), "holdout": 0}
     n = task.size("dev")
-    g = torch.Generator().manual_seed(derive_seed(eval_seed, "holdout"))
-    held = torch.randperm(n, generator=g)[: int(round(fraction * n))].sort().values
+    if fraction <= 0:
+        return {"dev": n, "holdout": 0}
+    held, _ = holdout_rows(n, fraction, eval_seed)
     return {"dev": n - len(held), "holdout": len(held), "fraction": fraction,
             "holdout_rows_sha256": hashlib.sha256(held.numpy().tobytes()).hexdigest()}
 

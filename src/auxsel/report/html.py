@@ -113,7 +113,7 @@ seeds. <b>Gain</b>: the target's dev {esc(metric)} with the candidate minus the 
 seed (absolute, paired by seed), mean, standard deviation and {conf:.0%} Student-t interval over seeds.</p>
 <p>Rule: keep a candidate when a one-sided t test says its gain is above <code>min_gain = {rule['min_gain']:+.4f}</code>
 with Holm's correction across the candidates at family-wise level <code>level = {rule.get('level', 0.1):g}</code>
-(standard deviation {esc(rule.get('variance', 'pooled'))}{' over the candidates' if rule.get('variance', 'pooled') == 'pooled' else ' per candidate'})
+(standard deviation {'pooled over the candidates' if rule.get('variance', 'candidate') == 'pooled' else 'per candidate'})
 and its weight is above {('<code>min_weight = ' + format(rule['min_weight'], '.3f') + '</code>') if rule.get('min_weight') is not None else "the null candidate's mean weight (<code>min_weight: null</code>)"}; rank kept candidates by gain and keep at most
 <code>top_k = {esc(top_k if top_k is not None else 'all')}</code>.</p>
 <p class="muted">Single-task baseline dev {esc(metric)}: {base_txt or 'n/a'}.</p>
