@@ -17,7 +17,7 @@ SCHEMA = P.read_yaml(ROOT / "workflow/schemas/params.schema.yaml")
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "configs/text.yaml"])
+@pytest.mark.parametrize("path", ["params.yaml", "configs/text.yaml", "configs/text_subjectivity.yaml", "configs/vision_right.yaml"])
 def test_shipped_params_validate(path: str):
     params = P.load(ROOT / path, ROOT / "workflow/schemas/params.schema.yaml")
     assert params["target"] not in params["candidates"]
@@ -95,6 +95,17 @@ FUZZ = [
     (_set("select.level", 0), "params: select.level: 0 is less than or equal to the minimum of 0"),
     (_set("select.variance", "median"), "params: select.variance: 'median' is not one of ['pooled', 'candidate']"),
     (_set("train.dev_holdout", 1), "params: train.dev_holdout: 1 is greater than or equal to the maximum of 1"),
+    # issue 16 item 1: every builtin dataset's options have a schema
+    (_set("tasks.left_more.options.shfit", 6), "params: tasks.left_more.options.shfit: unknown key; allowed: images, layout, n, shift"),
+    (_set("tasks.left_more.options.n", "abc"), "params: tasks.left_more.options.n: 'abc' is not of type 'integer'"),
+    (_set("tasks.left_more.options.shift", 9), "params: tasks.left_more.options.shift: 9 is greater than the maximum of 8"),
+    (_set("tasks.left_more.options.layout", "diagonal"), "params: tasks.left_more.options.layout: 'diagonal' is not one of"),
+    (_set("tasks.left_more.options.images", "0:80000"), "params: tasks.left_more.options.images: '0:80000' must be start:stop with 0 <= start < stop <= 70000"),
+    (_set("tasks.left_more.options.images", "5000:100"), "params: tasks.left_more.options.images: '5000:100' must be start:stop"),
+    (_set("tasks.mnist.options.layout", "swapped"), "params: tasks.mnist.options.layout: unknown key; allowed: images, n"),
+    (_set("tasks.mnist.options.n", 0), "params: tasks.mnist.options.n: 0 is less than the minimum of 1"),
+    (_set("tasks.left.options", [1]), "params: tasks.left.options: [1] is not of type 'object'"),
+    (_set("tasks.left.source", "files"), "params: tasks.left.options: only builtin datasets take options; remove it"),  # options belong to builtin datasets only
 ]
 
 
@@ -237,3 +248,36 @@ def test_a_yaml_syntax_error_is_one_line_naming_where(tmp_path: Path):
     assert msg == (f"{bad}: not valid YAML: line 4, column 5: expected ',' or ']', but got ':' "
                    "(while parsing a flow sequence); fix the file and rerun")
     assert "\n" not in msg
+
+
+TEXT = yaml.safe_load((ROOT / "configs/text.yaml").read_text())
+TEXT_CASES = [
+    ("sentiment", "view", "rating", "params: tasks.sentiment.options.view: 'rating' is not one of ['sentiment', 'subjectivity']"),
+    ("sentiment", "partitions", [0, 4], "params: tasks.sentiment.options.partitions: [4] not below partition_count 4"),
+    ("sentiment", "partitions", [], "params: tasks.sentiment.options.partitions: [] should be non-empty"),
+    ("sentiment", "partition_count", "4", "params: tasks.sentiment.options.partition_count: '4' is not of type 'integer'"),
+    ("sentiment", "n", 10, "params: tasks.sentiment.options.n: unknown key; allowed: partition_count, partitions, view"),
+]
+
+
+@pytest.mark.parametrize("task, key, value, message", TEXT_CASES, ids=[c[-1] for c in TEXT_CASES])
+def test_text_dataset_options_name_the_key(task, key, value, message):
+    params = copy.deepcopy(TEXT)
+    params["tasks"][task]["options"][key] = value
+    with pytest.raises(AuxselError) as err:
+        P.validate(params, SCHEMA)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_every_builtin_dataset_has_an_options_schema_with_the_builders_keys():
+    """The schema's datasets are the builders' datasets, and each options key is one its builder reads."""
+    import inspect
+
+    from auxsel.tasks import builtin
+
+    defs = SCHEMA["$defs"]
+    assert {k.removeprefix("options_") for k in defs if k.startswith("options_")} == set(builtin.BUILDERS)
+    for name, build in builtin.BUILDERS.items():
+        source = inspect.getsource(build) + inspect.getsource(builtin._keep)
+        for key in defs[f"options_{name}"]["properties"]:
+            assert f'"{key}"' in source, (name, key)

@@ -18,6 +18,8 @@ import yaml
 from auxsel.errors import AuxselError
 from auxsel.tasks.builtin import ARCHIVE_OF
 
+MNIST_IMAGES = 70_000  # the pinned MNIST archive (train + validation + test)
+
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML keeps the last of two equal keys; two tasks with one name is a mistake to report."""
@@ -78,6 +80,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         where = _key(error.absolute_path)
         hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
         return f"{where + '.' if error.absolute_path else ''}{extra[0]}: unknown key{hint}"
+    if error.validator == "maxProperties" and error.validator_value == 0:
+        return f"{_key(error.absolute_path)}: {error.schema.get('description', 'must be empty')}; remove it"
     if error.validator == "required":
         return f"{_key(error.absolute_path)}: {error.message}"
     return f"{_key(error.absolute_path)}: {error.message}"
@@ -126,9 +130,24 @@ def check(params: dict[str, Any]) -> None:
             raise AuxselError(f"{where}.label_names: {len(spec['label_names'])} names for num_classes={spec['num_classes']}")
         if spec["dev_fraction"] + spec["test_fraction"] >= 1:
             raise AuxselError(f"{where}.dev_fraction: dev_fraction + test_fraction must be below 1")
+        _check_options(where + ".options", spec.get("options", {}))
     missing = required_archives(params) - set(params["fetch"]["archives"])
     if missing:
         raise AuxselError(f"params: fetch.archives: missing {', '.join(sorted(missing))} needed by the tasks or encoder")
+
+
+def _check_options(where: str, options: dict[str, Any]) -> None:
+    """What the options' schemas cannot say: an image range inside MNIST's 70,000 images, the
+    kept parts below their count."""
+    if "images" in options:
+        lo, _, hi = options["images"].partition(":")
+        start, stop = int(lo or 0), int(hi or MNIST_IMAGES)
+        if not 0 <= start < stop <= MNIST_IMAGES:
+            raise AuxselError(f"{where}.images: {options['images']!r} must be start:stop with 0 <= start < stop <= {MNIST_IMAGES}")
+    count = options.get("partition_count", 1)
+    bad = [p for p in options.get("partitions", []) if p >= count]
+    if bad:
+        raise AuxselError(f"{where}.partitions: {bad} not below partition_count {count}")
 
 
 def load(path: Path, schema_path: Path) -> dict[str, Any]:
