@@ -58,9 +58,22 @@ def set_threads(n: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(n))
 
 
+def runner_name() -> str:
+    """Who is running this stage, for the lock's holder record."""
+    module = "stages." + Path(sys.argv[0]).stem
+    if os.environ.get("DVC_STAGE"):
+        return f"dvc repro (stage {os.environ['DVC_STAGE']}, {module})"
+    return f"python -m {module}"
+
+
 def run(main: Callable[[], None]) -> None:
-    """Run a stage; user errors become one line on stderr and exit code 2."""
+    """Run a stage; user errors become one line on stderr and exit code 2. A stage started by a
+    runner (Snakemake) goes on under its lock; one started by hand or by DVC takes the lock itself,
+    so it is refused while another runner works in this folder."""
+    from auxsel import runlock
+
     try:
+        runlock.enter(Path("."), runner_name())
         main()
     except AuxselError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -138,7 +138,7 @@ def test_snakemake_end_to_end(smk_run):
 def test_dvc_end_to_end(dvc_run):
     root, params = dvc_run
     check_results(root, params)
-    assert "Data and pipelines are up to date" in sh(root, "dvc", "status").stdout
+    assert dvc_clean(sh(root, "dvc", "status").stdout)
 
 
 def test_both_front_ends_give_the_same_numbers(smk_run, dvc_run):
@@ -194,7 +194,7 @@ def test_a_change_to_any_library_module_reruns_every_job_under_both_tools(smk_ru
         if tool == "snakemake":
             assert "Nothing to be done" in sh(root, "snakemake", "--cores", "2", "-n").stdout
         else:
-            assert "Data and pipelines are up to date" in sh(root, "dvc", "status").stdout
+            assert dvc_clean(sh(root, "dvc", "status").stdout)
 
 
 def job_counts(dry_run: str) -> dict[str, int]:
@@ -209,7 +209,7 @@ def test_dvc_reruns_only_what_changed(dvc_run):
     changed = dict(params, avil={"alpha_steps": 3})
     (root / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     would = ran_stages(sh(root, "dvc", "repro", "--dry").stdout)
-    assert {s.split("@")[0] for s in would} == {"screen", "screen_null", "final"}
+    assert {s.split("@")[0] for s in would} == {"check", "screen", "screen_null", "final"}
     assert sum(s.startswith("screen@") for s in would) == 4
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # a new candidate: only its screens among the upstream stages, then everything downstream
@@ -218,6 +218,11 @@ def test_dvc_reruns_only_what_changed(dvc_run):
     ran = ran_stages(sh(root, "dvc", "repro").stdout)
     assert {s for s in ran if s.startswith(("screen@", "prepare@", "baseline@", "fetch@"))} == {"screen@right-0", "screen@right-1"}
     assert {"select", "report"} <= ran and any(s.startswith("final@") for s in ran)
+
+
+def dvc_clean(status: str) -> bool:
+    """Nothing to rerun but the params check, which always runs (it guards every dvc repro)."""
+    return status.strip() == "check:\n\talways changed"
 
 
 def ran_stages(out: str) -> set[str]:
@@ -241,12 +246,18 @@ def snakemake_jobs(root: Path) -> set[tuple[str, frozenset[str]]]:
 
 
 def dvc_jobs(root: Path) -> set[tuple[str, frozenset[str]]]:
+    """DVC's stages but its first, `check` (Snakemake runs the same checks when it starts)."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
+        stages = {s.name: s for s in repo.index.stages}
+        check = stages.pop("check")
+        assert check.cmd == "python -m stages.check" and check.always_changed
+        for stage in stages.values():  # every other stage waits for it
+            assert ".auxsel/params.ok" in {str(Path(d.fs_path).relative_to(root)) for d in stage.deps}, stage.name
         return {
             (stage.cmd, frozenset(str(Path(o.fs_path).relative_to(root)) for o in stage.outs))
-            for stage in repo.index.stages
+            for stage in stages.values()
         }
 
 
@@ -294,6 +305,59 @@ def test_bad_params_stop_snakemake_before_any_job(tmp_path: Path):
     assert proc.returncode != 0
     assert "params: select.min_wieght: unknown key" in proc.stdout + proc.stderr
     assert not (root / "data").exists() and not (root / "results").exists()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file of a finished run's data/ and results/ with its sha256."""
+    from auxsel.artifacts import file_sha256
+
+    return {str(f.relative_to(root)): file_sha256(f) for top in ("data", "results") for f in sorted((root / top).rglob("*")) if f.is_file()}
+
+
+BAD_EDITS = [
+    (lambda p: p["train"].update(epochs=0), "params: train.epochs: 0 is less than the minimum of 1"),
+    (lambda p: p["tasks"]["left_more"]["options"].update(shfit=6), "params: tasks.left_more.options.shfit: unknown key"),
+    (lambda p: p["select"].update(level=2), "params: select.level: 2 is greater than or equal to the maximum of 1"),
+]
+
+
+def test_a_bad_params_edit_removes_no_output_under_either_tool(smk_run, dvc_run):
+    """Issue 16 item 2: DVC removes a stage's outputs before its command runs; its first stage
+    (`check`) refuses the params before any other stage runs, so a finished run survives a bad
+    edit under DVC as it does under Snakemake (which checks at startup)."""
+    from auxsel.runlock import RUNNER_ENV, held
+
+    for (root, params), cmd in ((smk_run, ("snakemake", "--cores", "1")), (dvc_run, ("dvc", "repro"))):
+        before = tree_digest(root)
+        assert len(before) > 30
+        good = (root / "params.yaml").read_text()
+        try:
+            for edit, message in BAD_EDITS:
+                bad = yaml.safe_load(good)
+                edit(bad)
+                (root / "params.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+                proc = sh(root, *cmd, check=False)
+                assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (cmd, proc.stdout[-2000:], proc.stderr[-2000:])
+                assert "Traceback" not in proc.stdout + proc.stderr
+                assert tree_digest(root) == before, cmd
+        finally:
+            (root / "params.yaml").write_text(good)
+        if cmd[0] == "dvc":
+            # another runner holds the project (here: this process, as Snakemake would): dvc repro
+            # stops at its first stage, naming the holder, and removes nothing
+            (root / "params.yaml").write_text(good.replace("epochs: 2", "epochs: 3"))  # work to do
+            try:
+                with held(root, "snakemake") as record:
+                    os.environ.pop(RUNNER_ENV)  # DVC is not a job of this "run": it must not carry its token
+                    proc = sh(root, *cmd, check=False)
+            finally:
+                (root / "params.yaml").write_text(good)
+            out = proc.stdout + proc.stderr
+            assert proc.returncode != 0 and f"snakemake (pid {record['pid']} on {record['host']}" in out, out[-2000:]
+            assert tree_digest(root) == before
+            assert dvc_clean(sh(root, "dvc", "status").stdout)
+        else:
+            assert "Nothing to be done" in sh(root, "snakemake", "-n").stdout
 
 
 def test_snakemake_lint_is_clean(tmp_path: Path):

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ import pytest
 import torch
 import yaml
 
+from auxsel import runlock
 from auxsel.errors import AuxselError
 from conftest import ROOT, copy_project, run_stage
 from test_pipeline import env, make_project, sh, tiny_params
@@ -137,6 +139,15 @@ def test_snakemake_marks_a_killed_job_incomplete_and_rerun_incomplete_resumes_it
     proc = subprocess.Popen(["snakemake", "--cores", "1", target], cwd=root, env=env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(ckpt, proc)
+    os.killpg(proc.pid, signal.SIGSTOP)  # held mid-run while the checks below run
+    # one runner at a time: while Snakemake works here, a stage started by hand and a second
+    # Snakemake are refused, naming the holder (issue 16 item 4)
+    holder = f"snakemake (pid {proc.pid} on {socket.gethostname()}"
+    line = one_error_line(run_stage(root, "screen", "--aux", OTHER, "--seed", "0", check=False))
+    assert holder in line and "wait for it to finish or stop it" in line, line
+    second = sh(root, "snakemake", "-n", check=False)
+    assert second.returncode != 0 and holder in second.stdout + second.stderr, second.stderr[-2000:]
+    assert not screen_out(root, OTHER).exists()
     os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and its job, as a node failure would
     proc.communicate()
     assert not (root / target).exists()
@@ -159,12 +170,17 @@ def test_dvc_repro_after_a_kill_resumes_the_stage(tmp_path, prepared, reference)
     root = project(tmp_path / "p", prepared, small_params(resume=True))
     sh(root, "git", "init", "-q")
     sh(root, "dvc", "init", "-q")
+    sh(root, "dvc", "repro", "check")  # --single-item skips the params check; its stamp must exist
     stage = f"screen@{AUX}-0"
     out = screen_out(root)
     ckpt = out.with_name("seed-0.ckpt")
     proc = subprocess.Popen(["dvc", "repro", "--single-item", stage], cwd=root, env=env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(ckpt, proc)
+    os.killpg(proc.pid, signal.SIGSTOP)  # held mid-run while the check below runs
+    # Snakemake is refused while DVC works here (DVC's own repo lock is held), naming it
+    busy = sh(root, "snakemake", "-n", check=False)
+    assert busy.returncode != 0 and f"dvc (pid {proc.pid}) is running in this project" in busy.stdout + busy.stderr, busy.stderr[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)  # DVC and the stage's process, as a node failure would
     proc.communicate()
     assert not out.exists() and ckpt.exists()
@@ -464,6 +480,9 @@ def concurrent(tmp_path_factory, prepared) -> dict:
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(AUDIT)
     procs = {}
+    # two jobs of one run, as Snakemake starts them: the run holds the project, the jobs carry its token
+    lock = runlock.held(root, "pytest (two jobs of one run)")
+    lock.__enter__()
     for aux in (AUX, OTHER):
         log = tmp / f"{aux}.log"
         procs[aux] = (log, subprocess.Popen(
@@ -476,6 +495,7 @@ def concurrent(tmp_path_factory, prepared) -> dict:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
         written[aux] = {tuple(line.split("\t")) for line in log.read_text().splitlines()}
+    lock.__exit__(None, None, None)
     return {"root": root, "written": written}
 
 
@@ -520,7 +540,8 @@ def test_prepare_keeps_its_datasets_cache_in_its_own_temp_folder(tmp_path):
     (tmp_dir,) = job_tmp
     assert any(".hf-cache" in p for p in in_project if p.startswith(tmp_dir))  # the cache was there
     final = str(root / "data/prepared/mine")
-    stray = {p for p in in_project if not p.startswith(tmp_dir) and p not in (final, str(root / "data"), str(root / "data/prepared"))}
+    lock = (str(root / ".auxsel"), str(root / ".auxsel/runner.lock"))  # the job took the project (auxsel.runlock)
+    stray = {p for p in in_project if not p.startswith(tmp_dir) and p not in (final, str(root / "data"), str(root / "data/prepared"), *lock)}
     assert not stray, stray
     assert not hf_home.exists() or not any(hf_home.rglob("*")), sorted(hf_home.rglob("*"))
     assert not any(p.startswith(str(hf_home)) or "/.cache/huggingface" in p for _, p in events)
@@ -556,3 +577,25 @@ def test_leftovers_of_a_killed_writer_are_cleared_by_the_next_write(tmp_path):
     assert not dead_tmp.exists() and not dead_old.exists() and not dead_file.exists()
     assert live_tmp.exists() and other_host.exists()
     assert sorted(p.name for p in out.parent.iterdir()) == sorted(["seed-0", live_tmp.name, other_host.name])
+
+
+def test_the_runner_lock_names_its_holder_and_a_dead_holders_lock_is_no_lock(tmp_path):
+    """Issue 16 item 4, the lock itself: a live holder is named (tool, pid, host); one killed with
+    SIGKILL leaves its record but no lock, and the next runner takes it without anyone clearing it."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from auxsel import runlock; "
+        f"runlock.acquire(Path({str(tmp_path)!r}), 'some tool'); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(runlock.RunnerBusy) as err:
+        runlock.acquire(tmp_path, "snakemake")
+    assert str(err.value).startswith(f"some tool (pid {holder.pid} on {socket.gethostname()}, since ")
+    assert "is running in this project" in str(err.value) and "\n" not in str(err.value)
+    holder.kill()
+    holder.wait()
+    assert runlock.holder(tmp_path)["pid"] == holder.pid  # the dead runner's record is still there
+    with runlock.held(tmp_path, "snakemake") as record:
+        assert record["pid"] == os.getpid() and runlock.holder(tmp_path)["token"] == record["token"]
+        assert os.environ[runlock.RUNNER_ENV] == record["token"]  # what the jobs it starts carry
+        runlock.enter(tmp_path, "a job")  # a job of this run goes on
+    assert runlock.RUNNER_ENV not in os.environ

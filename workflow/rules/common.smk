@@ -20,6 +20,19 @@ if auxsel_params.read_yaml(Path(workflow.configfiles[0])) != {k: v for k, v in c
 validate(config, SCHEMA)
 PARAMS = _checked
 
+if workflow.is_main_process:
+    # one runner per folder (auxsel.runlock): not beside a running dvc repro or another snakemake;
+    # the jobs started here carry this run's token and go on
+    from auxsel import runlock
+
+    _dvc = runlock.dvc_running(Path("."))
+    if _dvc:
+        raise WorkflowError(f"{_dvc} is running in this project ({runlock.DVC_LOCK}); wait for it to finish or stop it, then rerun")
+    try:
+        runlock.acquire(Path("."), "snakemake")
+    except AuxselError as exc:
+        raise WorkflowError(str(exc)) from None
+
 TASKS = sorted(PARAMS["tasks"])
 TARGET = PARAMS["target"]
 CANDIDATES = PARAMS["candidates"]
