@@ -145,6 +145,85 @@ def verify_prepared(folder: Path, splits: tuple[str, ...], ext: str = "parquet",
                                   f"(truncated, corrupted or changed since); rerun the {stage} stage")
 
 
+def job_command() -> str:
+    """The command of this job, as the workflows run it: what rebuilds its output."""
+    return " ".join(["python", "-m", "stages." + Path(sys.argv[0]).stem, *sys.argv[1:]])
+
+
+REBUILD = "rebuild with `snakemake --cores N` or `dvc repro`"
+
+
+def _removed(paths: list[Path], exc: Any) -> AuxselError:
+    import shutil
+
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    job = f" (its job: {exc.command})" if getattr(exc, "command", None) else ""
+    return AuxselError(f"{exc}; removed {', '.join(map(str, paths))}: {REBUILD}{job}")
+
+
+def verified(folder: Path) -> Path:
+    """`folder` as its job wrote it (manifest: every file's size and sha256), else it is removed,
+    so that Snakemake and DVC see it missing and rerun its job, and the error says so."""
+    from auxsel.artifacts import DamagedArtifact, verify_dir
+
+    if not folder.is_dir():
+        raise AuxselError(f"{folder} is missing; {REBUILD}")
+    try:
+        verify_dir(folder)
+    except DamagedArtifact as exc:
+        raise _removed([folder], exc) from None
+    return folder
+
+
+SELECTION = ("selection.json", "selection.parquet", "selection.provenance.json")
+
+
+def verified_selection() -> Path:
+    """results/selection.{json,parquet} as the select stage wrote them (sha256s in its
+    provenance), else all three files are removed and the error says so."""
+    from auxsel.artifacts import DamagedArtifact, file_sha256
+
+    files = [RESULTS / n for n in SELECTION]
+    if not files[0].is_file():
+        raise AuxselError(f"{files[0]} is missing; run the select stage first ({REBUILD})")
+    prov = files[2]
+    try:
+        record = json.loads(prov.read_text())
+        outputs = record["outputs"]
+        for name in SELECTION[:2]:
+            if file_sha256(RESULTS / name) != outputs[name]:
+                raise DamagedArtifact(RESULTS / name, "sha256 is not what the select stage wrote (truncated, corrupted or changed since)",
+                                      "python -m stages.select")
+    except DamagedArtifact as exc:
+        raise _removed(files, exc) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _removed(files, DamagedArtifact(prov, f"unreadable ({type(exc).__name__})", "python -m stages.select")) from None
+    return files[0]
+
+
+def remove_damaged() -> list[str]:
+    """Every finished output in this project that fails its check is removed; one line each. Run
+    by Snakemake when it starts, so a damaged output's job (and what reads it) reruns: Snakemake
+    itself looks at a folder's time stamp only, never at the files inside."""
+    runs = [d for kind in ("baseline", "screen", "final") for d in sorted((RESULTS / kind).glob("*/seed-*")) if d.is_dir()]
+    data = [d for top in (PREPARED, FEATURES) for d in sorted(top.glob("*"))
+            if d.is_dir() and not d.name.startswith(".") and (d / "manifest.json").exists()]
+    checks = [lambda d=d: verified(d) for d in runs + data]
+    if (RESULTS / SELECTION[0]).is_file():
+        checks.append(verified_selection)
+    said = []
+    for check in checks:
+        try:
+            check()
+        except AuxselError as exc:
+            said.append(str(exc))
+    return said
+
+
 def prepared_count(task: str, split: str) -> int:
     """Rows of a prepared task's split, from its meta.json."""
     path = PREPARED / task / "meta.json"
@@ -256,7 +335,7 @@ def training_run(
         print(f"resumed from epoch {result.resumed_from} ({ckpt})")
     if result.checkpoint_note:
         print(f"checkpoint {ckpt} not used: {result.checkpoint_note}; started over")
-    with artifacts.atomic_dir(out) as tmp:
+    with artifacts.atomic_dir(out, command=job_command()) as tmp:
         runs.write_result(tmp, result, stage, label or method, target, auxiliaries, seed)
         if save_model:
             model.load_state_dict(result.state)

@@ -23,7 +23,7 @@ def main() -> None:
     encoder = _common.frozen_encoder(params)
     mode = features.mode_of(encoder)  # "none" when nothing is frozen (encoder None)
     key = _common.feature_key(params, args.task, mode)
-    with artifacts.atomic_dir(out) as tmp:
+    with artifacts.atomic_dir(out, command=_common.job_command()) as tmp:
         tensors = {}
         if mode != "none":
             from auxsel.tasks.load import load_task

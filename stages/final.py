@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-from auxsel.errors import AuxselError
 from stages import _common
 
 ALL = {"uniform_all": "uniform", "diw_all": "diw", "avil_literal_all": "avil_literal", "avil_all": "avil"}
@@ -30,10 +29,7 @@ def main() -> None:
     elif args.method in ALL:
         method, aux = ALL[args.method], list(params["candidates"])
     else:
-        path = _common.RESULTS / "selection.json"
-        if not path.is_file():
-            raise AuxselError(f"final: {path} is missing; run the select stage first")
-        selection = json.loads(path.read_text())
+        selection = json.loads(_common.verified_selection().read_text())
         aux = selection["selected"]
         method = SELECTED[args.method] if aux else "single"
         weights = {params["target"]: 1.0, **selection["weights"]} if aux and method != "uniform" else None

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from auxsel import artifacts
+from auxsel.errors import AuxselError
 from auxsel.tasks import builtin, prepare, sources
 from stages import _common
 
@@ -22,8 +23,13 @@ def main() -> None:
     if model["kind"] == "hf":
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(_common.resolve_model_path(model["name_or_path"]))
-    with artifacts.atomic_dir(out) as tmp:
+        from auxsel.models.text import one_line
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(_common.resolve_model_path(model["name_or_path"]))
+        except (OSError, ValueError) as exc:
+            raise AuxselError(f"model.name_or_path: cannot load the tokenizer of {model['name_or_path']!r}: {one_line(exc)}") from exc
+    with artifacts.atomic_dir(out, command=_common.job_command()) as tmp:
         # a per-job datasets cache: two prepare jobs never share temp files
         raw = sources.load_task_table(args.task, spec, _common.RAW, seed, cache_dir=Path(tmp) / ".hf-cache")
         result = prepare.prepare_task(args.task, spec, raw, seed, tokenizer, model["max_length"])

@@ -42,6 +42,12 @@ def main() -> None:
     params = _common.load_params(args.params)
     target, seeds, candidates, methods = params["target"], params["seeds"], params["candidates"], params["final"]["methods"]
     res = _common.RESULTS
+    # everything read below as its job wrote it (a damaged one is removed, naming its job)
+    _common.verified_selection()
+    for folder in ([res / "baseline" / target / f"seed-{s}" for s in seeds]
+                   + [res / "screen" / a / f"seed-{s}" for a in [*candidates, NULL] for s in seeds]
+                   + [res / "final" / m / f"seed-{s}" for m in methods for s in seeds]):
+        _common.verified(folder)
     sel = json.loads(_need(res / "selection.json", "select").read_text())
     cands = _rows(res / "selection.parquet", "select")
     metric, rule = sel["metric"], sel["rule"]

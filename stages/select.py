@@ -19,10 +19,11 @@ from auxsel.tasks.null import NULL
 from stages import _common
 
 
-def _summary(path) -> dict:
-    if not path.is_file():
-        raise AuxselError(f"select: {path} is missing; run the baseline and screen stages first")
-    return json.loads(path.read_text())
+def _summary(folder) -> dict:
+    """A run's summary.json, once its folder checks out against its manifest."""
+    if not folder.is_dir():
+        raise AuxselError(f"select: {folder} is missing; run the baseline and screen stages first")
+    return json.loads((_common.verified(folder) / "summary.json").read_text())
 
 
 def _metric(summary: dict, split: str, metric: str, where: str) -> float:
@@ -45,16 +46,16 @@ def main() -> None:
     # the gains that decide are read on the dev holdout (train.dev_holdout): the half of dev that
     # neither fitted αVIL's coefficients nor chose the best epoch
     split = "holdout" if params["train"].get("dev_holdout", 0.0) > 0 else "dev"
-    base = {s: _summary(_common.RESULTS / "baseline" / target / f"seed-{s}" / "summary.json") for s in params["seeds"]}
+    base = {s: _summary(_common.RESULTS / "baseline" / target / f"seed-{s}") for s in params["seeds"]}
     dev_base = {s: _metric(b, split, metric, f"results/baseline/{target}/seed-{s}") for s, b in base.items()}
     dev, weight = {}, {}
     inputs = []
     for aux in [*params["candidates"], NULL]:
         dev[aux], weight[aux] = {}, {}
         for s in params["seeds"]:
-            path = _common.RESULTS / "screen" / aux / f"seed-{s}" / "summary.json"
-            summary = _summary(path)
-            inputs.append(path)
+            folder = _common.RESULTS / "screen" / aux / f"seed-{s}"
+            summary = _summary(folder)
+            inputs.append(folder / "summary.json")
             dev[aux][s] = _metric(summary, split, metric, f"results/screen/{aux}/seed-{s}")
             weight[aux][s] = summary["final_weights"][aux]
     null_dev, null_weight = dev.pop(NULL), weight.pop(NULL)
@@ -84,8 +85,10 @@ def main() -> None:
     out = _common.RESULTS
     out.mkdir(parents=True, exist_ok=True)
     artifacts.write_parquet(pa.table({c: [r[c] for r in rows] for c in COLUMNS}), out / "selection.parquet")
-    prov.write(out, "selection.provenance.json")
-    artifacts.write_json(decision, out / "selection.json")  # last: its presence means the others are there
+    artifacts.write_json(decision, out / "selection.json")
+    # last: the sha256s of the other two, which every reader checks (stages._common.verified_selection)
+    prov.write(out, "selection.provenance.json",
+               outputs={n: artifacts.file_sha256(out / n) for n in ("selection.json", "selection.parquet")})
     print(format_screen(rows, metric, rule.confidence))
 
 

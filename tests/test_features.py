@@ -144,7 +144,7 @@ def test_nothing_to_cache_writes_only_meta(tmp_path: Path, raw_dir: Path):
     run_stage(root, "prepare", "--task", "sentiment")
     out = run_stage(root, "features", "--task", "sentiment").stdout
     assert "features mode none" in out
-    assert sorted(p.name for p in (root / "data/features/sentiment").iterdir()) == ["meta.json", "provenance.json"]
+    assert sorted(p.name for p in (root / "data/features/sentiment").iterdir()) == ["manifest.json", "meta.json", "provenance.json"]
 
 
 def test_bf16_autocast_trains_the_cached_top_on_cpu(text_project: Path):

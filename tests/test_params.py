@@ -281,3 +281,10 @@ def test_every_builtin_dataset_has_an_options_schema_with_the_builders_keys():
         source = inspect.getsource(build) + inspect.getsource(builtin._keep)
         for key in defs[f"options_{name}"]["properties"]:
             assert f'"{key}"' in source, (name, key)
+
+
+def test_non_finite_numbers_are_refused():
+    params = copy.deepcopy(DEFAULT)
+    params["train"]["lr"] = float("nan")
+    with pytest.raises(AuxselError, match=r"^params: train.lr: nan is not a finite number$"):
+        P.validate(params, SCHEMA)

@@ -360,6 +360,71 @@ def test_a_bad_params_edit_removes_no_output_under_either_tool(smk_run, dvc_run)
             assert "Nothing to be done" in sh(root, "snakemake", "-n").stdout
 
 
+def _damage(path: Path, how: str) -> None:
+    """Replace the file (never edit it: a fixture's files may be shared)."""
+    data = path.read_bytes()
+    path.unlink()
+    if how == "truncate":
+        path.write_bytes(data[:100])
+    else:  # one bit flipped: same size, Parquet/JSON may still decode
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(flipped))
+
+
+def test_a_damaged_artifact_is_named_removed_and_rebuilt(smk_run, tmp_path: Path):
+    """Issue 16 item 3: every run folder carries a manifest (size + sha256 of each file, the job's
+    command); a stage checks what it reads, and Snakemake checks finished outputs when it starts,
+    so a damaged one is removed and its job reruns to the same numbers."""
+    import shutil
+
+    src, params = smk_run
+    root = tmp_path / "p"
+    shutil.copytree(src, root, symlinks=True)
+    before = metrics_of(root, params)
+    screen = root / "results/screen/left_more/seed-0"
+    manifest = json.loads((screen / "manifest.json").read_text())
+    assert manifest["command"] == "python -m stages.screen --aux left_more --seed 0"
+    assert set(manifest["files"]) == {"metrics.parquet", "history.parquet", "weights.parquet", "summary.json", "provenance.json"}  # screens keep no model
+
+    # the report: a flipped bit in a final run's table
+    final = root / "results/final/avil/seed-1"
+    _damage(final / "metrics.parquet", "flip")
+    line = sh(root, "python", "-m", "stages.report", check=False).stderr.strip()
+    assert line.startswith("error: results/final/avil/seed-1/metrics.parquet: sha256 is not what was written") and "\n" not in line, line
+    assert not final.exists()
+    # a stage that reads a damaged file: one line naming it and the job that rebuilds it; the folder is gone
+    _damage(screen / "summary.json", "truncate")
+    proc = sh(root, "python", "-m", "stages.select", check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: results/screen/left_more/seed-0/summary.json: 100 bytes, but "), proc.stderr
+    assert ("removed results/screen/left_more/seed-0: rebuild with `snakemake --cores N` or `dvc repro` "
+            "(its job: python -m stages.screen --aux left_more --seed 0)") in proc.stderr
+    assert not screen.exists() and (root / "results/selection.json").exists()
+    # Snakemake: a same-size change it cannot see by time stamps is found when it starts
+    _damage(root / "results/selection.parquet", "flip")
+    dry = sh(root, "snakemake", "-n")
+    assert "auxsel: results/selection.parquet: sha256 is not what the select stage wrote" in dry.stderr, dry.stderr[-2000:]
+    assert not (root / "results/selection.json").exists()
+    sh(root, "snakemake", "--cores", "2")
+    assert metrics_of(root, params) == before
+    assert "Nothing to be done" in sh(root, "snakemake", "-n").stdout
+
+
+def test_dvc_restores_a_stage_output_that_was_damaged(dvc_run):
+    root, params = dvc_run
+    path = root / "results/screen/shuffled/seed-1/summary.json"
+    good = path.read_bytes()
+    _damage(path, "truncate")
+    assert "results/screen/shuffled/seed-1" in sh(root, "dvc", "status").stdout
+    out = sh(root, "dvc", "repro").stdout
+    # DVC restores the stage's output from its run cache (same deps, same command) or reruns it
+    restored = "Stage 'screen@shuffled-1' is cached - skipping run, checking out outputs" in out
+    assert restored or ran_stages(out) == {"check", "screen@shuffled-1"}, out[-3000:]
+    assert path.read_bytes() == good and ran_stages(out) <= {"check", "screen@shuffled-1"}  # nothing after it reran
+    assert dvc_clean(sh(root, "dvc", "status").stdout)
+
+
 def test_snakemake_lint_is_clean(tmp_path: Path):
     root = copy_project(tmp_path)
     import shutil

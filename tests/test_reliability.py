@@ -545,7 +545,7 @@ def test_prepare_keeps_its_datasets_cache_in_its_own_temp_folder(tmp_path):
     assert not stray, stray
     assert not hf_home.exists() or not any(hf_home.rglob("*")), sorted(hf_home.rglob("*"))
     assert not any(p.startswith(str(hf_home)) or "/.cache/huggingface" in p for _, p in events)
-    assert {p.name for p in (root / "data/prepared/mine").iterdir()} == {"train.parquet", "dev.parquet", "test.parquet", "meta.json", "provenance.json"}
+    assert {p.name for p in (root / "data/prepared/mine").iterdir()} == {"train.parquet", "dev.parquet", "test.parquet", "meta.json", "provenance.json", "manifest.json"}
 
 
 def test_leftovers_of_a_killed_writer_are_cleared_by_the_next_write(tmp_path):
@@ -599,3 +599,81 @@ def test_the_runner_lock_names_its_holder_and_a_dead_holders_lock_is_no_lock(tmp
         assert os.environ[runlock.RUNNER_ENV] == record["token"]  # what the jobs it starts carry
         runlock.enter(tmp_path, "a job")  # a job of this run goes on
     assert runlock.RUNNER_ENV not in os.environ
+
+
+# --- 7. messages: one line naming the key or file and what to do (issue 16 item 7) ---------------
+
+
+@pytest.mark.parametrize("case", ["a folder as the data file", "a csv with a header and no rows"])
+def test_bad_data_files_are_one_line_naming_the_key(tmp_path, case):
+    root = copy_project(tmp_path / "p")
+    if case.startswith("a folder"):
+        path = tmp_path / "folder"
+        path.mkdir()
+        expected = f"error: tasks.mine.data_files: {path} is a folder; name the file(s) in it"
+    else:
+        path = tmp_path / "empty.csv"
+        path.write_text("pixels,digit\n")
+        expected = f"error: tasks.mine.data_files: {path} hold no rows"
+    (root / "params.yaml").write_text(yaml.safe_dump(_files_params(path)))
+    assert one_error_line(run_stage(root, "prepare", "--task", "mine", check=False)) == expected
+
+
+def test_cuda_on_a_machine_without_one_names_the_device_key(tmp_path, prepared):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    params = small_params()
+    params["device"] = "cuda"
+    root = project(tmp_path / "p", prepared, params)
+    line = one_error_line(run_stage(root, "baseline", "--task", TARGET, "--seed", "0", check=False))
+    assert line == "error: device: 'cuda' in params, but torch finds no CUDA device on this machine; set `device: cpu`"
+
+
+def test_an_encoder_that_cannot_be_loaded_is_one_line_naming_model_name_or_path(tmp_path):
+    from test_data import tiny_text
+
+    params = tiny_text()
+    params["model"]["name_or_path"] = "nobody-here/no-such-encoder"  # a well-formed hub id; no hub here
+    root = copy_project(tmp_path / "p")
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    task = params["target"]
+    proc = subprocess.run([sys.executable, "-m", "stages.prepare", "--task", task], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"})
+    line = one_error_line(proc)
+    assert line.startswith("error: model.name_or_path: cannot load the tokenizer of 'nobody-here/no-such-encoder': "), line
+    # a path that is not there is named by the params check, before the hub client is asked
+    params["model"]["name_or_path"] = "./models/minilm"
+    with pytest.raises(AuxselError) as err:
+        from auxsel import params as P
+
+        P.validate(params, P.read_yaml(ROOT / "workflow/schemas/params.schema.yaml"))
+    assert str(err.value) == ("params: model.name_or_path: './models/minilm' is not an existing folder nor a hub id "
+                              "(owner/name); give a local model folder, builtin:minilm, or a hub id")
+
+
+def test_a_changed_or_wrong_archive_is_one_line_naming_the_file(tmp_path, raw_dir):
+    import gzip
+    import pickle
+
+    import numpy as np
+
+    from auxsel.tasks import mnist as mn
+
+    # a well-formed pickle of numpy arrays, of the wrong structure
+    odd = tmp_path / "odd.pkl.gz"
+    with gzip.open(odd, "wb") as fh:
+        pickle.dump((np.zeros(3), np.zeros(3)), fh)
+    with pytest.raises(AuxselError) as err:
+        mn.load_mnist(odd)
+    assert str(err.value).startswith(f"{odd}: not the MNIST pickle auxsel expects") and "\n" not in str(err.value)
+    # prepare checks the fetched archive against its pins again (a file changed since the fetch)
+    root = copy_project(tmp_path / "p", raw_dir)
+    params = small_params()
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    pkl = root / "data/raw/mnist/mnist.pkl.gz"
+    data = pkl.read_bytes()
+    pkl.unlink()  # (it may be a link to the shared copy: replace it, never edit it)
+    pkl.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    line = one_error_line(run_stage(root, "prepare", "--task", TARGET, check=False))
+    assert line.startswith("error: data/raw/mnist/mnist.pkl.gz: sha256 mismatch: expected "), line
+    assert line.endswith("; remove data/raw/mnist and rerun the fetch stage"), line

@@ -27,6 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from auxsel.errors import AuxselError
+
 PACKAGES = ("auxsel", "torch", "transformers", "datasets", "pyarrow", "numpy", "safetensors", "snakemake", "dvc")
 
 
@@ -67,15 +69,61 @@ def _sibling(path: Path, kind: str) -> Path:
     return path.with_name(f".{path.name}.{kind}-{socket.gethostname()}-{os.getpid()}")
 
 
+MANIFEST = "manifest.json"
+
+
+class DamagedArtifact(AuxselError):
+    """An artifact is not what its writer wrote (truncated, corrupted, edited, partly deleted)."""
+
+    def __init__(self, path: Path, problem: str, command: str | None):
+        self.path, self.problem, self.command = Path(path), problem, command
+        super().__init__(f"{path}: {problem}")
+
+
+def write_manifest(folder: Path, command: str | None) -> None:
+    """sha256 and size of every file in `folder`, and the command that writes it: what a reader
+    checks before it trusts the folder (verify_dir)."""
+    folder = Path(folder)
+    files = {str(f.relative_to(folder)): {"sha256": file_sha256(f), "bytes": f.stat().st_size}
+             for f in sorted(folder.rglob("*")) if f.is_file() and f.name != MANIFEST}
+    write_json({"files": files, "command": command}, folder / MANIFEST)
+
+
+def verify_dir(folder: Path) -> None:
+    """Raise DamagedArtifact naming the first file that is missing, of the wrong size or of the
+    wrong sha256, or the manifest itself when it is missing or unreadable."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        files, command = manifest["files"], manifest.get("command")
+        entries = [(name, int(e["bytes"]), str(e["sha256"])) for name, e in files.items()]
+    except FileNotFoundError:
+        raise DamagedArtifact(path, "missing (written by hand, by an older auxsel, or partly deleted)", None) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DamagedArtifact(path, f"unreadable ({type(exc).__name__})", None) from None
+    for name, size, digest in entries:
+        f = folder / name
+        if not f.is_file():
+            raise DamagedArtifact(f, "missing", command)
+        if f.stat().st_size != size:
+            raise DamagedArtifact(f, f"{f.stat().st_size} bytes, but {size} were written (truncated or changed since)", command)
+        if file_sha256(f) != digest:
+            raise DamagedArtifact(f, "sha256 is not what was written (corrupted or changed since)", command)
+
+
 @contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temp dir; on success it replaces `final` in one rename, on failure it vanishes."""
+def atomic_dir(final: Path, command: str | None = None) -> Iterator[Path]:
+    """Yield a temp dir; on success it replaces `final` in one rename, on failure it vanishes.
+    With `command` (what rebuilds it), a manifest of the folder's files is written last."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     clear_stale(final)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=_sibling(final, "tmp").name + "-"))
     try:
         yield tmp
+        if command is not None:
+            write_manifest(tmp, command)
         if final.exists():
             old = _sibling(final, "old")
             final.rename(old)

@@ -9,6 +9,8 @@ key named.
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +94,24 @@ def validate(params: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise AuxselError("params: the file must hold a mapping of keys")
     params = copy.deepcopy(params)
+    _check_finite(params, [])
     errors = sorted(_Validator(schema).iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise AuxselError(f"params: {_describe(errors[0])}")
     check(params)
     return params
+
+
+def _check_finite(node: Any, path: list[Any]) -> None:
+    """YAML's .nan and .inf pass every JSON-Schema bound (comparisons with NaN are false)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise AuxselError(f"params: {_key(path)}: {node} is not a finite number")
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, [*path, k])
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, [*path, i])
 
 
 def required_archives(params: dict[str, Any]) -> set[str]:
@@ -131,9 +146,30 @@ def check(params: dict[str, Any]) -> None:
         if spec["dev_fraction"] + spec["test_fraction"] >= 1:
             raise AuxselError(f"{where}.dev_fraction: dev_fraction + test_fraction must be below 1")
         _check_options(where + ".options", spec.get("options", {}))
+    _check_encoder(params.get("model", {}))
     missing = required_archives(params) - set(params["fetch"]["archives"])
     if missing:
         raise AuxselError(f"params: fetch.archives: missing {', '.join(sorted(missing))} needed by the tasks or encoder")
+
+
+# a Hugging Face hub id: `name` or `owner/name` (letters, digits, -, _, .), optionally @revision
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?(@[\w./-]+)?$")
+
+
+def _check_encoder(model: dict[str, Any]) -> None:
+    """A text encoder is a fetched archive (`builtin:`), an existing local folder, or a hub id;
+    a path that does not exist is named here, not by the hub client's 'Repo id must be ...'."""
+    name = model.get("name_or_path", "")
+    if model.get("kind") != "hf" or name.startswith("builtin:"):
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise AuxselError(f"params: model.name_or_path: {name!r} is a file; give the folder that holds config.json and the weights")
+        return
+    if name.startswith((".", "/", "~")) or name.endswith("/") or not _HUB_ID.match(name):
+        raise AuxselError(f"params: model.name_or_path: {name!r} is not an existing folder nor a hub id (owner/name); "
+                          "give a local model folder, builtin:minilm, or a hub id")
 
 
 def _check_options(where: str, options: dict[str, Any]) -> None:

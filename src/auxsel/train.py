@@ -177,9 +177,9 @@ def autocast(device: torch.device, amp: bool):
 def resolve_device(name: str) -> torch.device:
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AuxselError(f"train.device is {name!r} but no CUDA device is available (use 'cpu')")
+        raise AuxselError(f"device: {name!r} in params, but torch finds no CUDA device on this machine; set `device: cpu`")
     if dev.type not in ("cpu", "cuda"):
-        raise AuxselError(f"train.device: {name!r} is not cpu or cuda")
+        raise AuxselError(f"device: {name!r} is not cpu or cuda")
     return dev
 
 

@@ -1,5 +1,7 @@
 # Params checks (before any job starts) and the helpers that turn params into file lists.
 import glob
+import sys
+
 import yaml
 
 from auxsel import params as auxsel_params
@@ -32,6 +34,13 @@ if workflow.is_main_process:
         runlock.acquire(Path("."), "snakemake")
     except AuxselError as exc:
         raise WorkflowError(str(exc)) from None
+    # Snakemake sees a folder's time stamp, not the files inside: a finished output that fails its
+    # manifest (truncated, corrupted, edited) is removed here, so its job and what reads it rerun
+    sys.path.insert(0, workflow.basedir)
+    from stages._common import remove_damaged
+
+    for _line in remove_damaged():
+        print(f"auxsel: {_line}", file=sys.stderr)
 
 TASKS = sorted(PARAMS["tasks"])
 TARGET = PARAMS["target"]

@@ -64,6 +64,12 @@ def mlp(width_in: int, width: int, depth: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of a Hugging Face error (they run to many lines of advice)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
 class TextEncoder(nn.Module):
     """`AutoModel.from_pretrained(name_or_path)` + attention-masked mean pooling (+ an MLP).
 
@@ -91,7 +97,7 @@ class TextEncoder(nn.Module):
             else:
                 self.backbone = AutoModel.from_config(AutoConfig.from_pretrained(name_or_path))
         except (OSError, ValueError) as exc:
-            raise AuxselError(f"cannot load text encoder {name_or_path!r}: {exc}") from exc
+            raise AuxselError(f"model.name_or_path: cannot load text encoder {name_or_path!r}: {one_line(exc)}") from exc
         pooler = getattr(self.backbone, "pooler", None)
         for p in pooler.parameters() if pooler is not None else []:
             p.requires_grad_(False)  # unused (we mean-pool): no gradient, nothing for αVIL/DIW to carry

@@ -143,4 +143,10 @@ def build(name: str, root: Path, options: dict[str, Any], seed: int) -> pa.Table
         raise AuxselError(f"unknown builtin dataset {name!r}; known: {', '.join(sorted(BUILDERS))}")
     if not root.is_dir():
         raise AuxselError(f"builtin dataset {name!r} needs archive folder {root}; run the fetch stage first")
+    from auxsel import archives
+
+    try:  # the fetched files are still the pinned ones (fetch checked them once; files change)
+        archives.verify(archives.ARCHIVES[ARCHIVE_OF[name]], root)
+    except AuxselError as exc:
+        raise AuxselError(f"{exc}; remove {root} and rerun the fetch stage") from None
     return BUILDERS[name](root, options, seed)

@@ -44,9 +44,15 @@ def load_mnist(path: Path) -> tuple[np.ndarray, np.ndarray]:
             parts = _ArrayOnlyUnpickler(fh, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError, OSError) as exc:
             raise AuxselError(f"{path}: not a readable MNIST pickle ({exc})") from exc
-    xs = np.concatenate([np.asarray(p[0], dtype=np.float32) for p in parts])
-    ys = np.concatenate([np.asarray(p[1], dtype=np.int64) for p in parts])
-    images = np.rint(xs * 256.0).clip(0, 255).astype(np.uint8).reshape(-1, DIGIT, DIGIT)
+    try:  # (train, validation, test), each (images [n, 784] in [0, 1), labels [n])
+        xs = np.concatenate([np.asarray(p[0], dtype=np.float32) for p in parts])
+        ys = np.concatenate([np.asarray(p[1], dtype=np.int64) for p in parts])
+        images = np.rint(xs * 256.0).clip(0, 255).astype(np.uint8).reshape(-1, DIGIT, DIGIT)
+        if len(parts) != 3 or len(images) != len(ys):
+            raise ValueError(f"{len(parts)} parts, {len(images)} images, {len(ys)} labels")
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise AuxselError(f"{path}: not the MNIST pickle auxsel expects (3 parts of images [n, 784] and labels [n]): "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")) from None
     return images, ys
 
 

@@ -41,6 +41,8 @@ def _load(path: str, name: str | None, data_files: Any, task: str, cache_dir: Pa
     except FileNotFoundError as exc:
         raise AuxselError(f"task {task}: data file not found ({exc})") from exc
     except Exception as exc:  # datasets raises many types for unreadable files; name the task
+        if "corresponds to no data" in str(exc):  # e.g. a CSV with a header and no rows
+            raise AuxselError(f"tasks.{task}.data_files: {data_files or path} hold no rows") from exc
         raise AuxselError(f"task {task}: could not load {data_files or path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     finally:
         datasets.utils.logging.set_verbosity(verbosity)
@@ -63,8 +65,10 @@ def load_task_table(task: str, spec: dict[str, Any], raw_root: Path, seed: int, 
     if spec["source"] == "files":
         files = data_files if isinstance(data_files, list) else list(data_files.values()) if isinstance(data_files, dict) else [data_files]
         for f in files:
+            if Path(f).is_dir():
+                raise AuxselError(f"tasks.{task}.data_files: {f} is a folder; name the file(s) in it")
             if not Path(f).is_file():
-                raise AuxselError(f"task {task}: data file {f} does not exist")
+                raise AuxselError(f"tasks.{task}.data_files: {f} does not exist")
             if Path(f).stat().st_size == 0:
                 raise AuxselError(f"task {task}: data file {f} is empty")
         fmt = _format(spec, files, task)
