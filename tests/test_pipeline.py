@@ -186,7 +186,7 @@ def test_a_change_to_any_library_module_reruns_every_job_under_both_tools(smk_ru
                     out = sh(root, "dvc", "status").stdout
                     stale = set(re.findall(r"^(\S+):\s*$", out, re.M))
                     everything = {stage.split("@")[0] for stage in stale}
-                    assert everything == {"fetch", "prepare", "features", "baseline", "screen", "screen_null", "select",
+                    assert everything == {"check", "fetch", "prepare", "features", "baseline", "screen", "screen_null", "select",
                                           "final", "report"}, (module, out[-2000:])
             finally:
                 path.write_text(text)

@@ -96,6 +96,7 @@ def _run(folder: Path, stage: str, method: str, aux: list[str], seed: int, dev: 
     artifacts.write_json({"final_weights": {t: w[-1] for t, w in weights.items()}, "best_epoch": EPOCHS, "epochs_run": EPOCHS,
                           "metrics": metrics}, folder / "summary.json")
     _provenance(folder, stage, rng, method=method, auxiliaries=aux, seed=seed)
+    artifacts.write_manifest(folder, f"python -m stages.{stage} (fixture)")  # what every reader checks first
 
 
 def _path(final: float, rng) -> list[float]:
@@ -350,7 +351,12 @@ def test_missing_input_is_one_line_exit_2(tmp_path: Path, built):
     (tmp_path / "p/results/final/diw_all/seed-1/metrics.parquet").unlink()
     proc = run_stage(tmp_path / "p", "report", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: report: results/final/diw_all/seed-1/metrics.parquet is missing; run the final stage first"
+    # a file missing from a finished run folder: the folder is removed, so both tools rerun its job
+    assert proc.stderr.strip() == ("error: results/final/diw_all/seed-1/metrics.parquet: missing; removed results/final/diw_all/seed-1: "
+                                   "rebuild with `snakemake --cores N` or `dvc repro` (its job: python -m stages.final (fixture))")
+    assert not (tmp_path / "p/results/final/diw_all/seed-1").exists()
+    proc = run_stage(tmp_path / "p", "report", check=False)
+    assert proc.stderr.strip() == "error: results/final/diw_all/seed-1 is missing; rebuild with `snakemake --cores N` or `dvc repro`"
 
 
 def test_one_seed_has_no_spread_and_no_interval():
@@ -401,7 +407,8 @@ def test_dvc_runs_the_report_and_reads_its_metrics_and_plots(tmp_path: Path, bui
     shutil.rmtree(proj / "results/report")
     sh(proj, "git", "init", "-q")
     sh(proj, "dvc", "init", "-q")
-    # only the report stage runs; its inputs are the fixture artifacts
+    # only the report stage runs (after the params check, whose stamp it needs); its inputs are the fixture artifacts
+    sh(proj, "dvc", "repro", "check")
     out = sh(proj, "dvc", "repro", "--single-item", "report").stdout
     assert "Running stage 'report'" in out
     shown = json.loads(sh(proj, "dvc", "metrics", "show", "--json").stdout)[""]["data"]["results/report/metrics.json"]["data"]
