@@ -251,6 +251,21 @@ def load_tasks(params: dict[str, Any], names: list[str]):
     return out
 
 
+def check_no_leaks(params: dict[str, Any], auxiliaries: list[str]) -> None:
+    """No auxiliary holds examples of the target's dev or test split (by input content; the same
+    check `auxsel check` runs): training on them would credit the candidate with the target's own
+    evaluation data."""
+    import pyarrow.parquet as pq
+
+    from auxsel.tasks.pool import check_no_leak
+
+    target = params["target"]
+    held = {s: pq.read_table(PREPARED / target / f"{s}.parquet") for s in ("dev", "test")}
+    for aux in auxiliaries:
+        check_no_leak(target, held, params["tasks"][target]["inputs"], aux,
+                      pq.read_table(PREPARED / aux / "train.parquet"), params["tasks"][aux]["inputs"])
+
+
 def check_inputs(model, tasks: dict) -> None:
     """Cached inputs must be what this model's frozen bottom gives (hidden states or pooled)."""
     from auxsel import features
@@ -309,6 +324,7 @@ def training_run(
     names = [target, *auxiliaries]
     real = [n for n in names if n != NULL]  # tasks with prepared data (the null is built from the target's)
     tasks = load_tasks(params, real)
+    check_no_leaks(params, [n for n in real if n != target])
     null_info = {}
     if NULL in names:  # built here, from the target's loaded inputs (cached features included)
         sizes = [prepared_count(c, "train") for c in params["candidates"]]
