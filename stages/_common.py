@@ -266,6 +266,19 @@ def check_no_leaks(params: dict[str, Any], auxiliaries: list[str]) -> None:
                       pq.read_table(PREPARED / aux / "train.parquet"), params["tasks"][aux]["inputs"])
 
 
+def image_shape(tasks: dict, target: str) -> list[int] | None:
+    """The target's image shape, which every image task must share (one trunk, one input shape)."""
+    from auxsel.tasks.pool import shape_mismatch
+
+    if tasks[target].kind != "image":
+        return None
+    shapes = {n: list(t.splits["train"]["image"].shape[1:]) for n, t in tasks.items() if t.kind == "image"}
+    problem = shape_mismatch(target, shapes)
+    if problem:
+        raise AuxselError(problem)
+    return shapes[target]
+
+
 def check_inputs(model, tasks: dict) -> None:
     """Cached inputs must be what this model's frozen bottom gives (hidden states or pooled)."""
     from auxsel import features
@@ -341,7 +354,11 @@ def training_run(
     run_seed = derive_seed(params["seed"], stage, target, ",".join(auxiliaries), seed)
     eval_seed = derive_seed(params["seed"], "dev", target, seed)  # same dev draws for every run of this seed
     data_seed = derive_seed(params["seed"], "data", target, seed)  # same target batches for every run of this seed
-    model = build_model(model_spec(params), {n: tasks[n].num_classes for n in names}, seed=init_seed)
+    spec = model_spec(params)
+    shape = image_shape(tasks, target)
+    if shape is not None:  # the trunk is sized by the data (any H x W, 1 or 3 channels)
+        spec["input_shape"] = shape
+    model = build_model(spec, {n: tasks[n].num_classes for n in names}, seed=init_seed)
     check_inputs(model, tasks)
     ckpt = checkpoint_path(out)
     result = run_method(method, model, tasks, target, seed=run_seed, train=train_section(params), options=section or None,

@@ -35,9 +35,9 @@ def _pool(tmp_path: Path) -> dict:
     """A target from a Parquet file, a candidate built from the same rows (a leak), and a tiny one
     (10x smaller, one class missing)."""
     rows = 200
-    pixels = [[(i * 7 + j) % 256 for j in range(16)] for i in range(rows)]
+    pixels = [[(i * 7 + j) % 256 for j in range(256)] for i in range(rows)]  # 16x16, distinct rows
     pq.write_table(pa.table({"pixels": pixels, "digit": [i % 3 for i in range(rows)]}), tmp_path / "mine.parquet")
-    pq.write_table(pa.table({"pixels": [[255 - (i + j) % 256 for j in range(16)] for i in range(12)],
+    pq.write_table(pa.table({"pixels": [[255 - (i + j) % 256 for j in range(256)] for i in range(12)],
                              "digit": [i % 2 for i in range(12)]}), tmp_path / "tiny.parquet")
     spec = {"source": "files", "inputs": ["pixels"], "label": "digit", "num_classes": 3, "dev_fraction": 0.2, "test_fraction": 0.2}
     params = tiny_params()

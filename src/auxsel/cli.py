@@ -61,6 +61,9 @@ def check(params_path: Path, schema: Path, raw: Path, out=sys.stdout) -> int:
     warnings = [w for s in summaries.values() for w in s["warnings"]]
     if target in prepared:
         warnings += pool.pool_warnings(target, summaries)
+        shapes = {t: p.meta["input_shape"] for t, p in prepared.items() if p.meta["kind"] == "image"}
+        if target in shapes and pool.shape_mismatch(target, shapes):
+            errors.append(pool.shape_mismatch(target, shapes))
         for cand in candidates:
             if cand in prepared:
                 errors += pool.leaks(target, prepared[target].tables, params["tasks"][target]["inputs"], cand,

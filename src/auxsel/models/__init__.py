@@ -1,7 +1,8 @@
 """Shared encoder + one linear head per task; build from a spec, save/load with safetensors.
 
 A model spec is a plain dict (what params.yaml holds):
-    {"kind": "lenet", "hidden": 50, "channels": [10, 20], "normalize": true}  # vision, 36x36 canvases
+    {"kind": "lenet", "hidden": 50, "channels": [10, 20], "normalize": true,  # vision; the shape
+     "input_shape": [36, 36]}                                                   # comes from the data
     {"kind": "hf", "name_or_path": "<dir or hub name>", "freeze_layers": 0,  # text
      "mlp_layers": 0, "mlp_width": 256}
 The spec and the heads ({task: num_classes}) are stored in the safetensors metadata, so
@@ -23,7 +24,7 @@ from auxsel.models.vision import LeNetTrunk
 
 __all__ = ["MultiTaskModel", "build_model", "save_model", "load_model", "LeNetTrunk", "TextEncoder"]
 
-_SPEC_KEYS = {"lenet": {"kind", "hidden", "channels", "normalize"}, "hf": {"kind", "name_or_path", "freeze_layers", "mlp_layers", "mlp_width"}}
+_SPEC_KEYS = {"lenet": {"kind", "hidden", "channels", "normalize", "input_shape"}, "hf": {"kind", "name_or_path", "freeze_layers", "mlp_layers", "mlp_width"}}
 
 
 class MultiTaskModel(nn.Module):
@@ -67,6 +68,7 @@ def build_model(spec: dict[str, Any], heads: dict[str, int], seed: int = 0, pret
     try:
         if kind == "lenet":
             trunk: nn.Module = LeNetTrunk(hidden=int(spec.get("hidden", 50)), channels=tuple(spec.get("channels", (10, 20))),
+                                          input_shape=tuple(spec.get("input_shape", (36, 36))),
                                           normalize=bool(spec.get("normalize", True)))
         else:
             trunk = TextEncoder(str(spec["name_or_path"]), int(spec.get("freeze_layers", 0)), pretrained=pretrained,

@@ -70,8 +70,7 @@ def summary(task: str, meta: dict[str, Any], tables: dict[str, pa.Table]) -> dic
     train = np.asarray(classes["train"], dtype=float)
     share = train / max(train.sum(), 1.0)
     if meta["kind"] == "image":
-        shape = "x".join(map(str, meta["input_shape"]))
-        inputs = f"image {shape}"
+        inputs = f"image {_shape(meta['input_shape'])}"
     else:
         lengths = np.asarray([sum(m) for m in tables["train"].column("attention_mask").to_pylist()]) \
             if "attention_mask" in tables["train"].column_names else np.zeros(1)
@@ -81,6 +80,19 @@ def summary(task: str, meta: dict[str, Any], tables: dict[str, pa.Table]) -> dic
             warnings.append(f"{task}: {cut:.0%} of training texts are cut at max_length {meta['input_shape'][0]}")
     return {"task": task, "kind": meta["kind"], "counts": counts, "num_classes": meta["num_classes"],
             "balance": (float(share.min()), float(share.max())), "inputs": inputs, "warnings": warnings}
+
+
+def _shape(shape: list[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def shape_mismatch(target: str, shapes: dict[str, list[int]]) -> str | None:
+    """One line for the first image task whose shape is not the target's, else None."""
+    for name, shape in shapes.items():
+        if list(shape) != list(shapes[target]):
+            return (f"task {name}: images are {_shape(shape)}, the target {target}'s {_shape(shapes[target])}; "
+                    "one shared trunk takes one input shape: resize or pad one of them")
+    return None
 
 
 def pool_warnings(target: str, summaries: dict[str, dict[str, Any]]) -> list[str]:

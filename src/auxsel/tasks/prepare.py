@@ -65,26 +65,45 @@ def _check_columns(table: pa.Table, task: str, spec: dict[str, Any], split: str)
 
 
 def _images(table: pa.Table, task: str, col: str) -> np.ndarray:
-    """Images as uint8 [N, H, W]; accepts fixed-size or nested lists of numbers."""
+    """Images as uint8 [N, H, W] (grayscale) or [N, H, W, 3] (RGB). Nested lists keep their own
+    shape; flat rows (fixed-size lists) are square grayscale, or square RGB when their length is
+    3 x a square (the two cannot both hold)."""
     column = table.column(col).combine_chunks()
     if pa.types.is_fixed_size_list(column.type) and pa.types.is_uint8(column.type.value_type):
-        flat = column.flatten().to_numpy().reshape(len(column), -1)
+        arr = column.flatten().to_numpy().reshape(len(column), -1)
     else:
         try:
-            flat = np.asarray([np.asarray(v, dtype=np.float64).ravel() for v in column.to_pylist()], dtype=np.float64)
+            arr = np.asarray([np.asarray(v, dtype=np.float64) for v in column.to_pylist()], dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise AuxselError(f"task {task}: column '{col}' does not hold equal-sized numeric images ({exc})") from exc
-        if flat.ndim != 2:
+            raise AuxselError(f"task {task}: column '{col}' does not hold equal-sized numeric images ({_one(exc)})") from None
+        if arr.dtype == object or arr.ndim not in (2, 3, 4):
             raise AuxselError(f"task {task}: column '{col}' does not hold equal-sized numeric images")
-        if np.isnan(flat).any():
+        if np.isnan(arr).any():
             raise AuxselError(f"task {task}: column '{col}' has NaN pixels")
-        if flat.min() < 0 or flat.max() > 255:
+        if arr.min() < 0 or arr.max() > 255:
             raise AuxselError(f"task {task}: column '{col}' has pixels outside 0..255")
-        flat = np.rint(flat).astype(np.uint8)
-    side = math.isqrt(flat.shape[1])
-    if side * side != flat.shape[1]:
-        raise AuxselError(f"task {task}: column '{col}' images have {flat.shape[1]} pixels, not a square")
-    return flat.reshape(len(flat), side, side)
+        arr = np.rint(arr).astype(np.uint8)
+    if arr.ndim == 2:  # flat rows
+        n = arr.shape[1]
+        side, rgb = math.isqrt(n), math.isqrt(n // 3)
+        if side * side == n:
+            arr = arr.reshape(len(arr), side, side)
+        elif n % 3 == 0 and rgb * rgb * 3 == n:
+            arr = arr.reshape(len(arr), rgb, rgb, 3)
+        else:
+            raise AuxselError(f"task {task}: column '{col}' images have {n} values per row: not a square (H x W) "
+                              "or square RGB (H x W x 3) image; store them as nested [H][W] or [H][W][C] lists")
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 4 and arr.shape[-1] != 3:
+        raise AuxselError(f"task {task}: column '{col}' images have {arr.shape[-1]} channels; 1 or 3 are supported")
+    if min(arr.shape[1:3]) < 16:
+        raise AuxselError(f"task {task}: column '{col}' images are {arr.shape[1]}x{arr.shape[2]}; the trunk needs at least 16x16")
+    return arr
+
+
+def _one(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _split(tables: dict[str, pa.Table], task: str, spec: dict[str, Any], seed: int) -> dict[str, pa.Table]:
