@@ -15,6 +15,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the longest files first (pytest-xdist hands out whole files in collection order): the two
+# workers then end together instead of one waiting on a long file picked up last
+LONGEST_FIRST = ["test_pipeline.py", "test_slurm.py", "test_pipeline_text.py", "test_reliability.py", "test_methods.py",
+                 "test_data.py", "test_report.py", "test_features.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable: a file keeps its order
+
+
 PROJECT_FILES = ["Snakefile", "dvc.yaml", "params.yaml", "workflow", "stages", "profiles", "configs", ".dvcignore", "constraints.txt"]
 
 

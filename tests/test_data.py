@@ -6,6 +6,7 @@ import copy
 import gzip
 import json
 import pickle
+import os
 import shutil
 from pathlib import Path
 
@@ -64,6 +65,18 @@ def test_fetch_is_verified_and_idempotent(raw_dir: Path):
     proc = run_stage(raw_dir.parent.parent, "fetch", "--archive", "mnist")
     assert "present and verified" in proc.stdout
     assert (raw_dir / "minilm" / "model.safetensors").stat().st_size > 80_000_000
+
+
+def test_a_folder_snakemake_marked_still_matches_its_tree_pin(tmp_path: Path, raw_dir: Path):
+    """Snakemake puts an empty `.snakemake_timestamp` into every directory output; the fetched
+    minilm folder (pinned by a tree hash) must still verify with it, and a real change must not."""
+    folder = tmp_path / "minilm"
+    shutil.copytree(raw_dir / "minilm", folder, copy_function=os.link)
+    (folder / ".snakemake_timestamp").touch()
+    archives.verify(archives.ARCHIVES["minilm"], folder)
+    (folder / "extra.txt").write_text("not a member")
+    with pytest.raises(AuxselError, match="tree sha256 mismatch"):
+        archives.verify(archives.ARCHIVES["minilm"], folder)
 
 
 def test_fetch_wrong_hash_names_file_and_both_hashes(tmp_path: Path, raw_dir: Path):

@@ -82,12 +82,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# files a workflow tool puts into a fetched folder, not part of the archive: Snakemake marks every
+# directory output with an empty `.snakemake_timestamp`
+NOT_MEMBERS = (COMPLETE, "provenance.json", ".snakemake_timestamp")
+
+
 def tree_sha256(root: Path) -> str:
     """One hash over every file under `root` (relative path + content hash, sorted)."""
     lines = [
         f"{p.relative_to(root).as_posix()} {sha256_file(p)}"
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name not in (COMPLETE, "provenance.json")
+        if p.is_file() and p.name not in NOT_MEMBERS
     ]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
