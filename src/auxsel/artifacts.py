@@ -32,7 +32,7 @@ from auxsel.errors import AuxselError
 PACKAGES = ("auxsel", "torch", "transformers", "datasets", "pyarrow", "numpy", "safetensors", "snakemake", "dvc")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,7 +55,7 @@ def clear_stale(final: Path) -> list[Path]:
         prefix = f".{final.name}.{kind}-{host}-"
         for path in final.parent.glob(prefix + "*"):
             pid = path.name.removeprefix(prefix).split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
                 else:

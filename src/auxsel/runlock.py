@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from auxsel.artifacts import pid_alive
 from auxsel.errors import AuxselError
 
 LOCK_FILE = Path(".auxsel/runner.lock")
@@ -110,16 +111,6 @@ def enter(root: Path, tool: str) -> None:
     acquire(root, tool)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def dvc_running(root: Path) -> str | None:
     """'dvc (pid N)' while a DVC command works in `root`, else None.
 
@@ -138,5 +129,5 @@ def dvc_running(root: Path) -> str | None:
         pids = sorted({int(i["pid"]) for i in infos})
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    live = [pid for pid in pids if _alive(pid)]
+    live = [pid for pid in pids if pid_alive(pid)]
     return f"dvc (pid {live[0]})" if live else None
