@@ -135,7 +135,7 @@ def worker(seed: int, methods: list[str]) -> None:
 # -- the driver
 
 
-def prepare(pair: str, project: Path, params: dict) -> None:
+def prepare(pair: str, project: Path, params: dict, with_snakemake: bool = True) -> None:
     from bench_text_pipeline import make_project, snakemake
 
     text = yaml.safe_dump(params, sort_keys=False)
@@ -148,7 +148,17 @@ def prepare(pair: str, project: Path, params: dict) -> None:
         if (project / "params.yaml").read_text() != text:
             (project / "params.yaml").write_text(text)
     names = [params["target"], *params["candidates"]]
-    wall, _ = snakemake(project, 2, *[f"data/features/{n}" for n in names])
+    if with_snakemake:
+        wall, _ = snakemake(project, 2, *[f"data/features/{n}" for n in names])
+    else:  # a machine without Snakemake (e.g. a GPU box): the stages by hand, skipping finished folders
+        t0 = time.time()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "src"), str(project),
+                                                                          os.environ.get("PYTHONPATH")]))}
+        for stage, folder in (("prepare", "prepared"), ("features", "features")):
+            for n in names:
+                if not (project / "data" / folder / n / "manifest.json").exists():
+                    subprocess.run([sys.executable, "-m", f"stages.{stage}", "--task", n], cwd=project, env=env, check=True)
+        wall = time.time() - t0
     print(f"[{pair}] data ready in {project} ({wall:.0f} s)", flush=True)
 
 
@@ -159,7 +169,7 @@ def run_seed(project: Path, seed: int, methods: list[str]) -> Path:
         cands = yaml.safe_load((project / "params.yaml").read_text())["candidates"]
         if all(m in done.get(a, {}) for a in cands for m in methods):
             return out
-    env = {**os.environ, "PYTHONPATH": f"{project / 'src'}{os.pathsep}{project}", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "src"), str(project), os.environ.get("PYTHONPATH")])), "OMP_NUM_THREADS": "1"}
     log = project / "ranking" / f"seed-{seed}.log"
     log.parent.mkdir(exist_ok=True)
     with log.open("w") as fh:
@@ -168,6 +178,13 @@ def run_seed(project: Path, seed: int, methods: list[str]) -> Path:
     if res.returncode:
         raise SystemExit(f"worker {project} seed {seed} failed; see {log}")
     return out
+
+
+def machine(device: str) -> str:
+    import torch
+
+    where = torch.cuda.get_device_name(0) if device.startswith("cuda") else "CPU"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {where}, torch {torch.__version__}, one thread per worker"
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -218,7 +235,8 @@ def table(results: dict) -> str:
     lines = []
     for pair, r in sorted(results.items()):
         n = len(r["seeds"])
-        lines += [f"### ({pair}) {r['name']} — seeds {r['seeds']}", "", f"`{r.get('command', '')}` — {r.get('date', '')}", "",
+        lines += [f"### ({pair}) {r['name']} — seeds {r['seeds']}", "",
+                  f"`{r.get('command', '')}` — {r.get('date', '')}; {r.get('machine', '')}", "",
                   "| candidate | reference: uniform test gain | " + " | ".join(
                       f"{m} importance" for m in r["methods"] if m != "uniform") + " |",
                   "|---|---|" + "---|" * (len(r["methods"]) - 1)]
@@ -260,6 +278,9 @@ def main() -> None:
     ap.add_argument("--frozen-encoder", action="store_true",
                     help="text pairs in the frozen-encoder screening mode (results under c-frozen / d-frozen)")
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "auxsel_ranking")
+    ap.add_argument("--device", default="cpu", help="params `device` of every run (cpu, cuda)")
+    ap.add_argument("--without-snakemake", action="store_true",
+                    help="prepare the data by running the stages directly (a machine without Snakemake)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
@@ -274,8 +295,9 @@ def main() -> None:
             raise SystemExit(f"--frozen-encoder applies to the text pairs (c, d), not {pair}")
         key = f"{pair}-frozen" if args.frozen_encoder else pair
         params = pair_params(pair, args.seeds, args.text_epochs, args.frozen_encoder)
+        params["device"] = args.device
         project = args.workdir / key
-        prepare(pair, project, params)
+        prepare(pair, project, params, not args.without_snakemake)
         with ThreadPoolExecutor(args.jobs) as pool:
             files = list(pool.map(lambda s: run_seed(project, s, args.methods), args.seeds))
         seeds_out = [json.loads(f.read_text()) for f in files]
@@ -285,17 +307,19 @@ def main() -> None:
         res.update(wall_seconds=time.time() - t0, project=str(project), date=f"{datetime.now():%Y-%m-%d %H:%M}",
                    command=f"python bench/bench_ranking.py --pairs {pair} --jobs {args.jobs}"
                            + (" --frozen-encoder" if args.frozen_encoder else "")
-                           + (f" --methods {' '.join(args.methods)}" if args.methods != METHODS else ""))
+                           + (f" --methods {' '.join(args.methods)}" if args.methods != METHODS else "")
+                           + (f" --device {args.device}" if args.device != "cpu" else ""),
+                   machine=machine(args.device))
         done[key] = res
         print(table({key: res}), flush=True)
     saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}  # read last: other pairs may have run meanwhile
     saved["pairs"].update(done)
-    import torch
-
-    saved["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, one thread per worker"
+    for r in saved["pairs"].values():  # pairs measured before the machine was recorded per pair
+        r.setdefault("machine", saved.get("machine"))
+    saved.pop("machine", None)
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(saved, indent=1))
-    head = (f"Generated by bench/bench_ranking.py (each pair: its command and date below); {saved['machine']}.\n\n"
+    head = ("Generated by bench/bench_ranking.py (each pair: its command, date and machine below).\n\n"
             "Importance: avil = mean share over epochs (0: no use to the target; the target's own share is "
             "the level a candidate as useful as the target's own update reaches); avil_prev, diw = final weight "
             "(target = 1). Reference = uniform's paired test gain over single-task.\n\n")

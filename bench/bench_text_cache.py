@@ -39,8 +39,10 @@ PROJECT_FILES = ["params.yaml", "workflow", "stages", "configs", "src"]
 
 def stage(root: Path, name: str, *args: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=root, check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"})
+    r = subprocess.run([sys.executable, "-m", f"stages.{name}", *args], cwd=root, capture_output=True, text=True,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "src"), str(root), os.environ.get("PYTHONPATH")]))})
+    if r.returncode:
+        sys.exit(f"stages.{name} {' '.join(args)} failed:\n{r.stderr[-3000:]}")
     return time.perf_counter() - t0
 
 
@@ -104,7 +106,9 @@ def main() -> None:
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         # αVIL forwards its dev batch at each α evaluation + 3 times (before, at the start, after)
-        evals = next((int(w["alpha_evals"]) + 3 for w in r.weights if "alpha_evals" in w), 0)
+        # (`fit_evals` for the share read-out, `alpha_evals` for the α read-out)
+        evals = next((int(w.get("fit_evals", w.get("alpha_evals"))) + 3 for w in r.weights
+                      if "fit_evals" in w or "alpha_evals" in w), 0)
         return time.perf_counter() - t0, r.metrics["dev"], evals
 
     bs = p["train"]["batch_size"]

@@ -49,7 +49,7 @@ def make_project(dest: Path, raw: Path, params_text: str) -> Path:
 def snakemake(project: Path, cores: int, *targets: str) -> tuple[float, dict[str, int]]:
     t0 = time.perf_counter()
     # the project's own copy of the code, not the checkout's (which may change while this runs)
-    env = {**os.environ, "PYTHONPATH": f"{project / 'src'}{os.pathsep}{project}"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(project / "src"), str(project), os.environ.get("PYTHONPATH")]))}
     res = subprocess.run(["snakemake", "--cores", str(cores), *targets], cwd=project, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if res.returncode:
