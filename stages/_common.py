@@ -17,10 +17,24 @@ from auxsel import params as params_mod
 from auxsel.errors import AuxselError
 
 SCHEMA = Path("workflow/schemas/params.schema.yaml")
-RAW = Path("data/raw")
+RAW = Path("data/raw")  # the fetched archives: shared by every pool of the project
+# where this pool's outputs live: the project itself, or pools/<pool>/ when params name a pool
+# (set by load_params; Snakemake's rules name the same folders, workflow/rules/common.smk)
 PREPARED = Path("data/prepared")
 FEATURES = Path("data/features")
 RESULTS = Path("results")
+
+
+def pool_root(params: dict[str, Any]) -> Path:
+    """`pool: NAME` keeps a pool's prepared data, caches and results under pools/NAME/, so pools
+    run side by side in one project; without it, the project's own data/ and results/."""
+    return Path("pools") / params["pool"] if params.get("pool") else Path(".")
+
+
+def use_layout(params: dict[str, Any]) -> None:
+    global PREPARED, FEATURES, RESULTS
+    root = pool_root(params)
+    PREPARED, FEATURES, RESULTS = root / "data/prepared", root / "data/features", root / "results"
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -30,7 +44,10 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def load_params(path: Path) -> dict[str, Any]:
-    return params_mod.load(path, SCHEMA)
+    """The validated params; this pool's output folders follow them (use_layout)."""
+    params = params_mod.load(path, SCHEMA)
+    use_layout(params)
+    return params
 
 
 def task_stage(description: str) -> tuple[argparse.Namespace, dict[str, Any]]:
@@ -85,6 +102,8 @@ def model_spec(params: dict[str, Any]) -> dict[str, Any]:
     m = params["model"]
     if m["kind"] == "lenet":
         return {"kind": "lenet", "hidden": m["hidden"], "channels": list(m["channels"]), "normalize": m["normalize"]}
+    if m["kind"] == "resnet":
+        return {"kind": "resnet", "widths": list(m["widths"]), "blocks": m["blocks"], "normalize": m["normalize"]}
     return {"kind": "hf", "name_or_path": resolve_model_path(m["name_or_path"]), "freeze_layers": m["freeze_layers"],
             "mlp_layers": m["mlp_layers"], "mlp_width": m["mlp_width"]}
 
@@ -358,6 +377,9 @@ def training_run(
     shape = image_shape(tasks, target)
     if shape is not None:  # the trunk is sized by the data (any H x W, 1 or 3 channels)
         spec["input_shape"] = shape
+        if spec.get("normalize") == "target":  # standardised with the target's training-split statistics
+            stats = json.loads((PREPARED / target / "meta.json").read_text())["pixel_stats"]
+            spec["pixel_mean"], spec["pixel_std"] = stats["mean"], stats["std"]
     model = build_model(spec, {n: tasks[n].num_classes for n in names}, seed=init_seed)
     check_inputs(model, tasks)
     ckpt = checkpoint_path(out)

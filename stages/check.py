@@ -10,7 +10,10 @@ changes, so passing it reruns nothing downstream. Run it by hand to check a para
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from auxsel.errors import AuxselError
 
 from stages import _common
 
@@ -21,6 +24,10 @@ STAMP_TEXT = "params.yaml passed auxsel's checks (the content is constant: a pas
 def main() -> None:
     args = _common.parser(__doc__).parse_args()
     params = _common.load_params(args.params)
+    if params.get("pool") and os.environ.get("DVC_STAGE"):
+        raise AuxselError(f"params: pool: {params['pool']!r} puts outputs under pools/{params['pool']}/, but dvc.yaml's "
+                          "outputs are the project's own data/ and results/; under DVC each pool is an experiment: "
+                          f"remove `pool` and run `dvc exp run -n {params['pool']}` (README: Pools side by side)")
     STAMP.parent.mkdir(parents=True, exist_ok=True)
     if not STAMP.is_file() or STAMP.read_text() != STAMP_TEXT:
         STAMP.write_text(STAMP_TEXT)

@@ -18,7 +18,6 @@ from auxsel.report.html import Figure, page
 from auxsel.tasks.null import NULL
 from stages import _common
 
-OUT = _common.RESULTS / "report"
 METHOD_NAMES = {"avil_literal": "αVIL (literal)", "avil": "αVIL", "diw": "DIW", "uniform": "uniform", "fixed": "fixed"}
 
 
@@ -126,7 +125,8 @@ def main() -> None:
 
     screen_means = mean_by_epoch([r for r in screen_rows if r["task"] == r["run"]], "run", "weight")
     dev_means = mean_by_epoch(dev_rows, "method", "metric")
-    with artifacts.atomic_dir(OUT) as tmp:
+    out = _common.RESULTS / "report"
+    with artifacts.atomic_dir(out) as tmp:
         tmp.chmod(0o755)  # mkdtemp makes it private; the report is meant to be read
         (tmp / "figures").mkdir()
         for f in figs.values():
@@ -139,7 +139,7 @@ def main() -> None:
     print(format_screen(cands, metric, rule["confidence"]))
     print(f"selected: {', '.join(sel['selected']) or 'none'}\n")
     print(format_final(table, metric))
-    print(f"\nreport: {OUT / 'index.html'}")
+    print(f"\nreport: {out / 'index.html'}")
 
 
 def headline(sel: dict[str, Any], cands: list[dict[str, Any]], table: list[dict[str, Any]]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def main() -> None:
     # neither fitted αVIL's coefficients nor chose the best epoch
     split = "holdout" if params["train"].get("dev_holdout", 0.0) > 0 else "dev"
     base = {s: _summary(_common.RESULTS / "baseline" / target / f"seed-{s}") for s in params["seeds"]}
-    dev_base = {s: _metric(b, split, metric, f"results/baseline/{target}/seed-{s}") for s, b in base.items()}
+    dev_base = {s: _metric(b, split, metric, str(_common.RESULTS / "baseline" / target / f"seed-{s}")) for s, b in base.items()}
     dev, weight = {}, {}
     inputs = []
     for aux in [*params["candidates"], NULL]:
@@ -56,7 +56,7 @@ def main() -> None:
             folder = _common.RESULTS / "screen" / aux / f"seed-{s}"
             summary = _summary(folder)
             inputs.append(folder / "summary.json")
-            dev[aux][s] = _metric(summary, split, metric, f"results/screen/{aux}/seed-{s}")
+            dev[aux][s] = _metric(summary, split, metric, str(_common.RESULTS / "screen" / aux / f"seed-{s}"))
             weight[aux][s] = summary["final_weights"][aux]
     null_dev, null_weight = dev.pop(NULL), weight.pop(NULL)
     rule = Rule(**params["select"])

@@ -17,8 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # the longest files first (pytest-xdist hands out whole files in collection order): the two
 # workers then end together instead of one waiting on a long file picked up last
-LONGEST_FIRST = ["test_pipeline.py", "test_slurm.py", "test_pipeline_text.py", "test_reliability.py", "test_methods.py",
-                 "test_data.py", "test_report.py", "test_features.py"]
+LONGEST_FIRST = ["test_pipeline.py", "test_pools.py", "test_reliability.py", "test_methods.py",
+                 "test_report.py", "test_data.py", "test_features.py", "test_images.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -130,10 +130,15 @@ def test_prepare_vision_pool(tmp_path: Path, raw_dir: Path):
     assert 0 < np.bincount(shuffled.column("label").to_numpy()).min()
 
 
-def test_no_target_test_digit_anywhere_else(smk_run):
+def test_no_target_test_digit_anywhere_else(tmp_path: Path, raw_dir: Path):
     """Every MNIST digit in the target's test canvases is absent from all other splits and tasks
-    (checked on the tiny default pool that the pipeline tests prepare anyway)."""
-    root, params = smk_run
+    (on the pipeline tests' tiny default pool, every task prepared by its stage)."""
+    from test_pipeline import tiny_params
+
+    params = tiny_params()
+    root = project(tmp_path, raw_dir, params)
+    for task in params["tasks"]:
+        run_stage(root, "prepare", "--task", task)
 
     def digits(table: pa.Table) -> set[str]:
         return {d for i in table.column("id").to_pylist() for d in i.split(":")[1].split("+")}

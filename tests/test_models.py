@@ -46,7 +46,7 @@ def test_vision_save_load_identical_logits(tmp_path):
 
 def test_bad_specs_fail_with_a_message(tmp_path):
     with pytest.raises(AuxselError, match="unknown kind"):
-        build_model({"kind": "resnet"}, {"a": 2})
+        build_model({"kind": "vgg"}, {"a": 2})
     with pytest.raises(AuxselError, match="unknown key"):
         build_model({"kind": "lenet", "width": 3}, {"a": 2})
     with pytest.raises(AuxselError, match="cannot name a model head"):

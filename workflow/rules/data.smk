@@ -16,7 +16,7 @@ rule fetch:
     log:
         "logs/fetch/{archive}.log",
     shell:
-        "python -m stages.fetch --archive {wildcards.archive} > {log} 2>&1"
+        "python -m stages.fetch{PARAMS_ARG} --archive {wildcards.archive} > {log} 2>&1"
 
 
 rule prepare:
@@ -24,7 +24,7 @@ rule prepare:
         CODE,
         lambda w: prepare_inputs(w.task),
     output:
-        directory("data/prepared/{task}"),
+        directory(P("data/prepared/{task}")),
     params:
         spec=lambda w: PARAMS["tasks"][w.task],
         seed=PARAMS["prepare"]["seed"],
@@ -36,18 +36,18 @@ rule prepare:
     conda:
         "../envs/auxsel.yaml"
     log:
-        "logs/prepare/{task}.log",
+        P("logs/prepare/{task}.log"),
     shell:
-        "python -m stages.prepare --task {wildcards.task} > {log} 2>&1"
+        "python -m stages.prepare{PARAMS_ARG} --task {wildcards.task} > {log} 2>&1"
 
 
 rule features:
     input:
         CODE,
-        "data/prepared/{task}",
+        P("data/prepared/{task}"),
         lambda w: encoder_inputs(),
     output:
-        directory("data/features/{task}"),
+        directory(P("data/features/{task}")),
     params:
         model=PARAMS["model"],
     threads: THREADS
@@ -58,6 +58,6 @@ rule features:
     conda:
         "../envs/auxsel.yaml"
     log:
-        "logs/features/{task}.log",
+        P("logs/features/{task}.log"),
     shell:
-        "python -m stages.features --task {wildcards.task} > {log} 2>&1"
+        "python -m stages.features{PARAMS_ARG} --task {wildcards.task} > {log} 2>&1"

@@ -6,48 +6,48 @@ report: "../report/workflow.rst"
 rule report:
     input:
         CODE,
-        expand("data/prepared/{task}", task=[TARGET, *CANDIDATES]),
-        "results/selection.json",
-        "results/selection.parquet",
-        "results/selection.provenance.json",
-        expand("results/baseline/{task}/seed-{seed}", task=TARGET, seed=SEEDS),
-        expand("results/screen/{aux}/seed-{seed}", aux=SCREENED, seed=SEEDS),
-        expand("results/final/{method}/seed-{seed}", method=final_methods(), seed=SEEDS),
+        expand(P("data/prepared/{task}"), task=[TARGET, *CANDIDATES]),
+        P("results/selection.json"),
+        P("results/selection.parquet"),
+        P("results/selection.provenance.json"),
+        expand(P("results/baseline/{task}/seed-{seed}"), task=TARGET, seed=SEEDS),
+        expand(P("results/screen/{aux}/seed-{seed}"), aux=SCREENED, seed=SEEDS),
+        expand(P("results/final/{method}/seed-{seed}"), method=final_methods(), seed=SEEDS),
     output:
         report(
-            "results/report/index.html",
+            P("results/report/index.html"),
             caption="../report/index.rst",
             category="1. Overview",
             labels={"figure": "full report (HTML)"},
         ),
-        "results/report/metrics.json",
-        "results/report/screen_weights.csv",
-        "results/report/final_dev.csv",
+        P("results/report/metrics.json"),
+        P("results/report/screen_weights.csv"),
+        P("results/report/final_dev.csv"),
         report(
-            "results/report/figures/gains.png",
+            P("results/report/figures/gains.png"),
             caption="../report/gains.rst",
             category="2. Screening",
             labels={"figure": "dev gain per candidate"},
         ),
         report(
-            "results/report/figures/screen_weights.png",
+            P("results/report/figures/screen_weights.png"),
             caption="../report/screen_weights.rst",
             category="2. Screening",
             labels={"figure": "screening weights per epoch"},
         ),
         report(
-            "results/report/figures/final_test.png",
+            P("results/report/figures/final_test.png"),
             caption="../report/final_test.rst",
             category="3. Final runs",
             labels={"figure": "test metric per method"},
         ),
         report(
-            "results/report/figures/final_weights.png",
+            P("results/report/figures/final_weights.png"),
             caption="../report/final_weights.rst",
             category="3. Final runs",
             labels={"figure": "final-run weights per epoch"},
         ),
-        "results/report/provenance.json",
+        P("results/report/provenance.json"),
     params:
         # what the report reads from params.yaml (a change rebuilds it)
         report={
@@ -60,6 +60,6 @@ rule report:
     conda:
         "../envs/auxsel.yaml"
     log:
-        "logs/report.log",
+        P("logs/report.log"),
     shell:
-        "python -m stages.report 2>&1 | tee {log}"
+        "python -m stages.report{PARAMS_ARG} 2>&1 | tee {log}"

@@ -4,13 +4,13 @@
 rule select:
     input:
         CODE,
-        f"data/prepared/{TARGET}",
-        expand("results/baseline/{task}/seed-{seed}", task=TARGET, seed=SEEDS),
-        expand("results/screen/{aux}/seed-{seed}", aux=SCREENED, seed=SEEDS),
+        P(f"data/prepared/{TARGET}"),
+        expand(P("results/baseline/{task}/seed-{seed}"), task=TARGET, seed=SEEDS),
+        expand(P("results/screen/{aux}/seed-{seed}"), aux=SCREENED, seed=SEEDS),
     output:
-        "results/selection.json",
-        "results/selection.parquet",
-        "results/selection.provenance.json",
+        P("results/selection.json"),
+        P("results/selection.parquet"),
+        P("results/selection.provenance.json"),
     params:
         select=PARAMS["select"],
         holdout=PARAMS["train"]["dev_holdout"],
@@ -19,7 +19,7 @@ rule select:
     conda:
         "../envs/auxsel.yaml"
     log:
-        "logs/select.log",
+        P("logs/select.log"),
     shell:
-        "python -m stages.select 2>&1 | tee {log}"
+        "python -m stages.select{PARAMS_ARG} 2>&1 | tee {log}"
 

@@ -6,7 +6,7 @@ rule baseline:
         CODE,
         task_data([TARGET]),
     output:
-        directory("results/baseline/{task}/seed-{seed}"),
+        directory(P("results/baseline/{task}/seed-{seed}")),
     params:
         train=TRAIN_PARAMS,
     threads: THREADS
@@ -17,9 +17,9 @@ rule baseline:
     conda:
         "../envs/auxsel.yaml"
     log:
-        "logs/baseline/{task}/seed-{seed}.log",
+        P("logs/baseline/{task}/seed-{seed}.log"),
     shell:
-        "python -m stages.baseline --task {wildcards.task} --seed {wildcards.seed} > {log} 2>&1"
+        "python -m stages.baseline{PARAMS_ARG} --task {wildcards.task} --seed {wildcards.seed} > {log} 2>&1"
 
 
 rule screen:
@@ -27,7 +27,7 @@ rule screen:
         CODE,
         lambda w: screen_inputs(w.aux),
     output:
-        directory("results/screen/{aux}/seed-{seed}"),
+        directory(P("results/screen/{aux}/seed-{seed}")),
     params:
         train=TRAIN_PARAMS,
         screen=PARAMS["screen"],
@@ -40,18 +40,18 @@ rule screen:
     conda:
         "../envs/auxsel.yaml"
     log:
-        "logs/screen/{aux}/seed-{seed}.log",
+        P("logs/screen/{aux}/seed-{seed}.log"),
     shell:
-        "python -m stages.screen --aux {wildcards.aux} --seed {wildcards.seed} > {log} 2>&1"
+        "python -m stages.screen{PARAMS_ARG} --aux {wildcards.aux} --seed {wildcards.seed} > {log} 2>&1"
 
 
 rule final:
     input:
         CODE,
         task_data([TARGET, *CANDIDATES]),
-        "results/selection.json",
+        P("results/selection.json"),
     output:
-        directory("results/final/{method}/seed-{seed}"),
+        directory(P("results/final/{method}/seed-{seed}")),
     params:
         train=TRAIN_PARAMS,
         candidates=CANDIDATES,
@@ -64,6 +64,6 @@ rule final:
     conda:
         "../envs/auxsel.yaml"
     log:
-        "logs/final/{method}/seed-{seed}.log",
+        P("logs/final/{method}/seed-{seed}.log"),
     shell:
-        "python -m stages.final --method {wildcards.method} --seed {wildcards.seed} > {log} 2>&1"
+        "python -m stages.final{PARAMS_ARG} --method {wildcards.method} --seed {wildcards.seed} > {log} 2>&1"

@@ -20,11 +20,12 @@ from torch import nn
 
 from auxsel.errors import AuxselError
 from auxsel.models.text import TextEncoder
-from auxsel.models.vision import LeNetTrunk
+from auxsel.models.vision import LeNetTrunk, ResNetTrunk
 
-__all__ = ["MultiTaskModel", "build_model", "save_model", "load_model", "LeNetTrunk", "TextEncoder"]
+__all__ = ["MultiTaskModel", "build_model", "save_model", "load_model", "LeNetTrunk", "ResNetTrunk", "TextEncoder"]
 
-_SPEC_KEYS = {"lenet": {"kind", "hidden", "channels", "normalize", "input_shape"}, "hf": {"kind", "name_or_path", "freeze_layers", "mlp_layers", "mlp_width"}}
+_SPEC_KEYS = {"lenet": {"kind", "hidden", "channels", "normalize", "input_shape", "pixel_mean", "pixel_std"},
+              "resnet": {"kind", "widths", "blocks", "normalize", "input_shape", "pixel_mean", "pixel_std"}, "hf": {"kind", "name_or_path", "freeze_layers", "mlp_layers", "mlp_width"}}
 
 
 class MultiTaskModel(nn.Module):
@@ -60,6 +61,20 @@ def _check_spec(spec: dict[str, Any]) -> str:
     return kind
 
 
+def pixel_stats(spec: dict[str, Any]) -> dict[str, Any]:
+    """The trunk's standardisation: `normalize` true or "mnist" -> MNIST's; "target" -> the
+    `pixel_mean`/`pixel_std` the stage put in the spec (the target's training split; saved with
+    the model); false or "none" -> none."""
+    how = spec.get("normalize", True)
+    if how in (True, "mnist"):
+        return {"mean": LeNetTrunk.MNIST[0], "std": LeNetTrunk.MNIST[1]}
+    if how == "target":
+        if "pixel_mean" not in spec or "pixel_std" not in spec:
+            raise AuxselError("model spec: normalize 'target' needs pixel_mean and pixel_std (the target's training-split statistics)")
+        return {"mean": tuple(spec["pixel_mean"]), "std": tuple(spec["pixel_std"])}
+    return {"mean": None, "std": None}
+
+
 def build_model(spec: dict[str, Any], heads: dict[str, int], seed: int = 0, pretrained: bool = True) -> MultiTaskModel:
     """A fresh MultiTaskModel; random parts (LeNet, heads) are initialised from `seed`."""
     kind = _check_spec(spec)
@@ -68,8 +83,10 @@ def build_model(spec: dict[str, Any], heads: dict[str, int], seed: int = 0, pret
     try:
         if kind == "lenet":
             trunk: nn.Module = LeNetTrunk(hidden=int(spec.get("hidden", 50)), channels=tuple(spec.get("channels", (10, 20))),
-                                          input_shape=tuple(spec.get("input_shape", (36, 36))),
-                                          normalize=bool(spec.get("normalize", True)))
+                                          input_shape=tuple(spec.get("input_shape", (36, 36))), **pixel_stats(spec))
+        elif kind == "resnet":
+            trunk = ResNetTrunk(input_shape=tuple(spec.get("input_shape", (32, 32, 3))), widths=tuple(spec.get("widths", (16, 32, 64, 128))),
+                                blocks=int(spec.get("blocks", 1)), **pixel_stats(spec))
         else:
             trunk = TextEncoder(str(spec["name_or_path"]), int(spec.get("freeze_layers", 0)), pretrained=pretrained,
                                 mlp_layers=int(spec.get("mlp_layers", 0)), mlp_width=int(spec.get("mlp_width", 256)))

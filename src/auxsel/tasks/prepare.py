@@ -8,6 +8,7 @@ and caps take prefixes, so lowering `max_train` never changes the test set.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,7 +70,11 @@ def _images(table: pa.Table, task: str, col: str) -> np.ndarray:
     shape; flat rows (fixed-size lists) are square grayscale, or square RGB when their length is
     3 x a square (the two cannot both hold)."""
     column = table.column(col).combine_chunks()
-    if pa.types.is_fixed_size_list(column.type) and pa.types.is_uint8(column.type.value_type):
+    ids = table.column("id").to_pylist() if "id" in table.column_names else list(range(len(column)))
+    encoded = _encoded_images(column, task, col, ids)
+    if encoded is not None:
+        arr = encoded
+    elif pa.types.is_fixed_size_list(column.type) and pa.types.is_uint8(column.type.value_type):
         arr = column.flatten().to_numpy().reshape(len(column), -1)
     else:
         try:
@@ -100,6 +105,35 @@ def _images(table: pa.Table, task: str, col: str) -> np.ndarray:
     if min(arr.shape[1:3]) < 16:
         raise AuxselError(f"task {task}: column '{col}' images are {arr.shape[1]}x{arr.shape[2]}; the trunk needs at least 16x16")
     return arr
+
+
+def _encoded_images(column: pa.Array, task: str, col: str, ids: list[Any]) -> np.ndarray | None:
+    """PNG/JPEG/... files as bytes (a binary column, or Hugging Face `datasets.Image`'s
+    {bytes, path} struct) decoded with Pillow: grayscale stays [H, W], anything else becomes RGB.
+    None when the column holds no encoded images."""
+    if pa.types.is_struct(column.type) and column.type.get_field_index("bytes") >= 0:
+        values = column.field("bytes")
+    elif pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        values = column
+    else:
+        return None
+    from PIL import Image, UnidentifiedImageError
+
+    images, shapes = [], set()
+    for i, raw in zip(ids, values.to_pylist()):
+        if raw is None:
+            raise AuxselError(f"task {task}: column '{col}' row {i} has no image bytes")
+        try:
+            with Image.open(io.BytesIO(raw)) as img:
+                arr = np.asarray(img.convert("L" if img.mode in ("1", "L", "I", "I;16", "F") else "RGB"), dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise AuxselError(f"task {task}: column '{col}' row {i} is not a readable image ({_one(exc)})") from None
+        images.append(arr)
+        shapes.add(arr.shape)
+    if len(shapes) > 1:
+        raise AuxselError(f"task {task}: column '{col}' images differ in size or channels ({', '.join(sorted(map(str, shapes))[:3])}); "
+                          "resize them to one size first")
+    return np.stack(images)
 
 
 def _one(exc: BaseException) -> str:
@@ -187,6 +221,7 @@ def prepare_task(
     kind = "text" if tokenizer is not None else "image"
     out: dict[str, pa.Table] = {}
     shape: list[int] = []
+    stats: dict[str, list[float]] = {}
     for split, table in splits.items():
         cols: dict[str, pa.Array] = {"id": table.column("id")}
         if kind == "image":
@@ -194,6 +229,10 @@ def prepare_task(
                 raise AuxselError(f"task {task}: image tasks take exactly one input column")
             images = _images(table, task, spec["inputs"][0])
             shape = list(images.shape[1:])
+            if split == "train":  # per channel, pixels scaled to [0, 1] (the trunk's `normalize: target`)
+                scaled = images.reshape(len(images), -1, shape[2] if len(shape) == 3 else 1).astype(np.float64) / 255.0
+                stats = {"mean": scaled.mean(axis=(0, 1)).round(6).tolist(),
+                         "std": np.maximum(scaled.std(axis=(0, 1)), 1e-3).round(6).tolist()}
             cols["image"] = pa.FixedSizeListArray.from_arrays(pa.array(images.ravel(), pa.uint8()), int(np.prod(shape)))
         else:
             for col in spec["inputs"]:
@@ -213,6 +252,7 @@ def prepare_task(
         "counts": counts,
         "class_counts": class_counts,
         "input_shape": shape if kind == "image" else [max_length],
+        **({"pixel_stats": stats} if kind == "image" else {}),
         "columns": {c: str(out["train"].schema.field(c).type) for c in out["train"].column_names},
     }
     return Prepared(out, meta)
