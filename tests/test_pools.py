@@ -135,14 +135,21 @@ def test_a_pool_runs_beside_another_under_both_tools_with_the_same_numbers(examp
 
 def test_the_example_pool_runs_end_to_end(example_project: Path):
     """README's "Your own pool": configs/my_pool.yaml on the CSV files examples/make_my_pool.py
-    wrote, by the README's command (one seed, 2 epochs and one final method here)."""
+    wrote, by the README's command (one seed, 2 epochs, one final method and fewer examples here,
+    as --config overrides)."""
     root = example_project
+    small = {"max_train": 150, "max_dev": 60, "max_test": 60}  # fewer examples for the encoder to embed
+    tasks = "tasks={" + ", ".join(f"{t}: {json.dumps(small)}" for t in ("reviews", "reviews_more", "same_film",
+                                                                         "reviews_other_shuffled")) + "}"
     sh(root, "snakemake", "--cores", "2", "--configfile", "configs/my_pool.yaml", "--config", "seeds=[0]",
-       "final={methods: [single]}", "train={epochs: 2}")
+       "final={methods: [single]}", "train={epochs: 2}", tasks)
     pool = root / "pools/my_pool"
     params = yaml.safe_load((root / "configs/my_pool.yaml").read_text())
     resolved = yaml.safe_load((pool / "params.yaml").read_text())  # what the jobs read
-    assert resolved == dict(params, pool="my_pool", seeds=[0], final={"methods": ["single"]}, train=dict(params["train"], epochs=2))
+    expected = dict(params, pool="my_pool", seeds=[0], final={"methods": ["single"]}, train=dict(params["train"], epochs=2),
+                    tasks={t: dict(spec, **small) for t, spec in params["tasks"].items()})  # nested mappings merged
+    assert resolved == expected
+    assert json.loads((pool / "data/prepared/reviews_more/meta.json").read_text())["counts"]["train"] == 150
     meta = json.loads((pool / "data/features/reviews/meta.json").read_text())
     assert meta["key"]["mode"] == "pooled" and meta["key"]["freeze_layers"] == 6
     # the text-pair task: two columns tokenised as one pair ([CLS] a [SEP] b [SEP])
