@@ -108,3 +108,43 @@ def test_text_batches_drop_only_the_padding_every_row_shares():
     assert _trim_padding(left, (left != 0).long())[0].shape == (2, 4)  # left padding: nothing trailing to drop
     empty = torch.zeros(2, 5, dtype=torch.long)
     assert _trim_padding(empty, empty)[1].shape == (2, 1)
+
+
+def test_packed_top_layers_give_the_padded_layers_numbers_and_random_stream():
+    """The trainable top runs on real tokens only; in eval and in training (dropout on), with one
+    seed, outputs and gradients match running the HF layers on the padded batch, and the random
+    stream is left where the padded run leaves it (training trajectories do not move)."""
+    from transformers import AutoTokenizer
+
+    from auxsel.models.text import _packable
+
+    d = _minilm_dir()
+    m = build_model({"kind": "hf", "name_or_path": str(d), "freeze_layers": 4}, {"s": 2}, seed=0)
+    enc = m.trunk
+    assert all(_packable(layer) for layer in enc.layers)
+    tok = AutoTokenizer.from_pretrained(str(d))
+    texts = ["a gripping, beautifully acted film that never lets go", "dull", "too long by half", "fine"]
+    x = tok(texts, padding="max_length", truncation=True, max_length=16, return_tensors="pt")
+    hidden = enc.bottom(x["input_ids"], x["attention_mask"])
+    for training in (False, True):
+        m.train(training)
+        runs = []
+        for packed in (False, True):
+            enc.packed = packed
+            m.zero_grad()
+            torch.manual_seed(7)
+            out = m({"hidden": hidden, "attention_mask": x["attention_mask"]}, "s")
+            out.pow(2).sum().backward()
+            grads = torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None])
+            runs.append((out.detach(), grads, torch.rand(4)))
+        (a, ga, ra), (b, gb, rb) = runs
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gb, ga, atol=1e-5, rtol=1e-4)
+        assert torch.equal(ra, rb), f"training={training}: the packed run drew a different number of random values"
+    m.train(True)
+    enc.packed = True
+    torch.manual_seed(7)
+    y1 = m({"hidden": hidden, "attention_mask": x["attention_mask"]}, "s")
+    torch.manual_seed(8)
+    y2 = m({"hidden": hidden, "attention_mask": x["attention_mask"]}, "s")
+    assert not torch.allclose(y1, y2), "dropout is on in training: two seeds give two outputs"
