@@ -33,6 +33,7 @@ merged in).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -193,6 +194,36 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(stats.spearmanr(x, y).statistic)
 
 
+def reliability(per_seed: dict[str, list[float]]) -> dict | None:
+    """How far the candidates' mean ranking is from noise: the Spearman between the means over two
+    halves of the seeds, averaged over every split, and Spearman-Brown's step-up to all n seeds.
+    Two noisy measures of one ranking correlate at most ~√(rel_1·rel_2): a method that ranks
+    perfectly expects Spearman ≈ √(reference reliability) against the reference."""
+    n = len(next(iter(per_seed.values())))
+    if n < 4:
+        return None
+    rs = []
+    for half in itertools.combinations(range(n), n // 2):
+        rest = [i for i in range(n) if i not in half]
+        rs.append(spearman([st.mean(v[i] for i in half) for v in per_seed.values()],
+                           [st.mean(v[i] for i in rest) for v in per_seed.values()]))
+    r = st.mean(rs)
+    full = 2 * r / (1 + r) if r > 0 else r
+    return {"split_half": r, "all_seeds": full, "ceiling": max(full, 0.0) ** 0.5}
+
+
+def resolved_pairs(per_seed: dict[str, list[float]], level: float = 0.05) -> list[tuple[str, str]]:
+    """Candidate pairs (better, worse) whose reference gains differ on a paired t-test over seeds."""
+    from scipy import stats
+
+    out = []
+    for a, b in itertools.combinations(per_seed, 2):
+        diff = [x - y for x, y in zip(per_seed[a], per_seed[b])]
+        if len(diff) > 1 and st.pstdev(diff) > 0 and stats.ttest_1samp(diff, 0.0).pvalue < level:
+            out.append((a, b) if st.mean(diff) > 0 else (b, a))
+    return out
+
+
 def importance(method: str, res: dict, aux: str) -> float:
     if method in ("avil", "avil_against"):
         return [r for r in res["rows"] if r["task"] == aux][-1]["importance"]
@@ -203,9 +234,12 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
     spec = PAIRS[pair]
     cands, pos, shuf = params["candidates"], spec["positive"], spec["shuffled"]
     n = len(seeds_out)
-    ref = {a: st.mean(s[a]["uniform"]["test"] - s["single"]["test"] for s in seeds_out) for a in cands}
+    ref_seeds = {a: [s[a]["uniform"]["test"] - s["single"]["test"] for s in seeds_out] for a in cands}
+    ref = {a: st.mean(v) for a, v in ref_seeds.items()}
+    resolved = resolved_pairs(ref_seeds)
     out = {"name": spec["name"], "seeds": [s["seed"] for s in seeds_out], "candidates": cands, "reference": ref,
-           "metric": seeds_out[0]["metric"], "methods": {}}
+           "reference_per_seed": ref_seeds, "reference_reliability": reliability(ref_seeds),
+           "reference_resolved_pairs": resolved, "metric": seeds_out[0]["metric"], "methods": {}}
     methods = [m for m in METHODS + ["avil_against"] if all(m in s[a] for s in seeds_out for a in cands)]
     prev_dev = st.mean(s[a]["avil_prev"]["dev"] for s in seeds_out for a in cands) if "avil_prev" in methods else None
     for m in [m for m in methods if m != "uniform"]:
@@ -216,6 +250,7 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
         below_neutral = sum(s[shuf][m]["weights"][shuf] < 1.0 for s in seeds_out)
         below_zero = sum(imp[shuf][i] < 0.0 for i in range(n)) if m.startswith("avil") and m != "avil_prev" else None
         rho = spearman([st.mean(imp[a]) for a in cands], [ref[a] for a in cands])
+        alike = sum(st.mean(imp[a]) > st.mean(imp[b]) for a, b in resolved)
         dev = st.mean(s[a][m]["dev"] for s in seeds_out for a in cands)
         checks = {"positive_top": top >= n - 1, "shuffled_below_positive": below_pos == n,
                   "shuffled_below_neutral": below_neutral >= n - 1, "spearman": rho >= 0.8 - 1e-9,
@@ -224,7 +259,8 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
         out["methods"][m] = {"importance": {a: [st.mean(v), st.stdev(v) if n > 1 else 0.0] for a, v in imp.items()},
                              "positive_top": top, "shuffled_below_positive": below_pos,
                              "shuffled_below_neutral": below_neutral, "shuffled_below_zero_share": below_zero,
-                             "spearman": rho, "dev": dev,
+                             "spearman": rho, "dev": dev, "resolved_alike": alike,
+                             "importance_reliability": reliability(imp),
                              "seconds_per_screen": secs, "checks": checks, "pass": all(checks.values())}
     out["methods"]["uniform"] = {"dev": st.mean(s[a]["uniform"]["dev"] for s in seeds_out for a in cands),
                                  "seconds_per_screen": st.mean(s[a]["uniform"]["seconds"] for s in seeds_out for a in cands)}
@@ -244,6 +280,13 @@ def table(results: dict) -> str:
             cells = [f"{r['methods'][m]['importance'][a][0]:+.3f} ± {r['methods'][m]['importance'][a][1]:.3f}"
                      for m in r["methods"] if m != "uniform"]
             lines.append(f"| {a} | {r['reference'][a]:+.4f} | " + " | ".join(cells) + " |")
+        rel = r.get("reference_reliability")
+        if rel:
+            lines += ["", f"Reference reliability: split-half Spearman {rel['split_half']:+.2f} (mean over every split "
+                      f"of the {n} seeds in two), {rel['all_seeds']:+.2f} for all {n} seeds (Spearman-Brown): a method "
+                      f"that ranks perfectly expects Spearman ≈ {rel['ceiling']:.2f} against this reference. "
+                      f"Candidate pairs the reference resolves (paired t-test over seeds, p < 0.05): "
+                      + (", ".join(f"{a} > {b}" for a, b in r["reference_resolved_pairs"]) or "none") + "."]
         lines += ["", f"| check | " + " | ".join(m for m in r["methods"] if m != "uniform") + " | uniform |",
                   "|---|" + "---|" * len(r["methods"])]
         ms = [m for m in r["methods"] if m != "uniform"]
@@ -254,6 +297,12 @@ def table(results: dict) -> str:
                 ("Spearman vs reference (≥ 0.8)", "spearman", "{:+.2f}")]
         for label, key, fmt in rows:
             lines.append(f"| {label} | " + " | ".join(fmt.format(r["methods"][m][key]) for m in ms) + " | — |")
+        if rel:
+            k = len(r["reference_resolved_pairs"])
+            lines.append(f"| (not a check) resolved pairs ordered as the reference | " + " | ".join(
+                f"{r['methods'][m]['resolved_alike']}/{k}" for m in ms) + " | — |")
+            lines.append("| (not a check) importance reliability (split-half → all seeds) | " + " | ".join(
+                f"{r['methods'][m]['importance_reliability']['all_seeds']:+.2f}" for m in ms) + " | — |")
         if "avil" in ms:
             lines.append("| (stricter, not a check) shuffled share < 0 | " + " | ".join(
                 f"{r['methods'][m]['shuffled_below_zero_share']}/{n}" if r["methods"][m].get("shuffled_below_zero_share") is not None
@@ -306,6 +355,7 @@ def main() -> None:
             res["name"] += " (frozen-encoder mode: pooled MiniLM embeddings, 2-layer MLP, 10 epochs)"
         res.update(wall_seconds=time.time() - t0, project=str(project), date=f"{datetime.now():%Y-%m-%d %H:%M}",
                    command=f"python bench/bench_ranking.py --pairs {pair} --jobs {args.jobs}"
+                           + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2, 3, 4] else "")
                            + (" --frozen-encoder" if args.frozen_encoder else "")
                            + (f" --methods {' '.join(args.methods)}" if args.methods != METHODS else "")
                            + (f" --device {args.device}" if args.device != "cpu" else ""),

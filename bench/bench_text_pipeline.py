@@ -87,6 +87,61 @@ def finals(project: Path, params: dict) -> dict:
     return rows
 
 
+def job_seconds(project: Path) -> dict[str, dict[str, float]]:
+    """Summed `wall_seconds` of every job's provenance, by stage (final runs by method): where the
+    pipeline's time goes."""
+    out: dict[str, dict[str, float]] = {}
+    for f in project.glob("**/provenance.json"):
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if rec.get("wall_seconds") is None:
+            continue
+        rel = f.relative_to(project).parts
+        stage = rel[1] if rel[0] == "results" else rel[1] if rel[0] == "data" else rel[0]
+        key = f"final/{rel[2]}" if stage == "final" else stage
+        row = out.setdefault(key, {"jobs": 0, "seconds": 0.0})
+        row["jobs"] += 1
+        row["seconds"] += float(rec["wall_seconds"])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["seconds"]))
+
+
+def render(result: dict) -> str:
+    extra, ext = result["params_args"], result.get("screen_seeds") if "extend_wall_s" in result else None
+    wall, jobs = result["wall_s"], result["jobs"]
+    cache_mb = sum(f["bytes_on_disk"] for f in result["features"].values()) / 2**20
+    lines = [f"`python bench/bench_text_pipeline.py --tag {result['tag']}"
+             + (f" --extend-seeds {' '.join(map(str, ext))}" if ext else "")
+             + (f" -- {' '.join(extra)}" if extra else "") + f"` — {result['env']['date']}, "
+             f"{result['env']['cpu_count']}-core CPU, `snakemake --cores {result['cores']}`, one torch thread per job", "",
+             f"- whole pipeline ({sum(jobs.values())} jobs, seeds {result['seeds']}): **{wall / 60:.1f} min** ({wall:.0f} s)",
+             f"- feature cache, all tasks: {cache_mb:.1f} MiB on disk"]
+    if ext:
+        lines.append(f"- screening extended to seeds {result['screen_seeds']} ({sum(result['extend_jobs'].values())} more jobs): "
+                     f"{result['extend_wall_s'] / 60:.1f} min")
+    if result.get("job_seconds"):
+        total = sum(v["seconds"] for v in result["job_seconds"].values())
+        lines += ["", f"Where the time goes (provenance `wall_seconds` summed over jobs, {total:.0f} s in all"
+                  + (", the extension included" if ext else "") + "): "
+                  + ", ".join(f"{k} {v['seconds']:.0f} s ({v['jobs']} × {v['seconds'] / v['jobs']:.0f} s)"
+                              for k, v in result["job_seconds"].items()) + "."]
+    lines += ["", f"| final method | target test {result['screening']['metric']} (mean ± std, seeds {result['seeds']}) |", "|---|---|"]
+    for m, vals in result["finals"].items():
+        lines.append(f"| {m} | {st.mean(vals):.3f} ± {st.stdev(vals) if len(vals) > 1 else 0:.3f} |")
+    sel = result.get("selection_extended") or result["selection"]
+    seeds = result.get("screen_seeds", result["seeds"])
+    lines += ["", f"Selection (seeds {seeds}): {sel['selected'] or 'nothing'}", "",
+              "| candidate | weight (mean ± std) | dev gain (mean ± std) | test gain (mean ± std) |", "|---|---|---|---|"]
+    for a, per_seed in result["screening"]["candidates"].items():
+        w = [v["weight"] for v in per_seed.values()]
+        d = [v["dev_gain"] for v in per_seed.values()]
+        t = [v["test_gain"] for v in per_seed.values()]
+        lines.append(f"| {a} | {st.mean(w):.3f} ± {st.stdev(w):.3f} | {st.mean(d):+.3f} ± {st.stdev(d):.3f} | "
+                     f"{st.mean(t):+.3f} ± {st.stdev(t):.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tag", required=True)
@@ -94,8 +149,18 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--extend-seeds", type=int, nargs="+", help="then screen these seeds too (selection only)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
+    ap.add_argument("--resummarise", action="store_true",
+                    help="rewrite bench/results/text_pipeline_TAG.{json,md} from that JSON's kept project (no run)")
     ap.add_argument("params_args", nargs=argparse.REMAINDER, help="-- then flags for text_bench_params.py")
     args = ap.parse_args()
+    out = ROOT / "bench" / "results"
+    if args.resummarise:
+        result = json.loads((out / f"text_pipeline_{args.tag}.json").read_text())
+        result["job_seconds"] = job_seconds(Path(result["project"]))
+        (out / f"text_pipeline_{args.tag}.json").write_text(json.dumps(result, indent=2))
+        (out / f"text_pipeline_{args.tag}.md").write_text(render(result) + "\n")
+        print(render(result))
+        return
     extra = [a for a in args.params_args if a != "--"]
     text = subprocess.run([sys.executable, str(ROOT / "bench/text_bench_params.py"), *extra], check=True,
                           capture_output=True, text=True).stdout
@@ -121,31 +186,9 @@ def main() -> None:
                       selection_extended=json.loads((project / "results/selection.json").read_text()))
         seeds = params["seeds"]
     result["screening"] = screening(project, params, seeds)
-    out = ROOT / "bench" / "results"
+    result["job_seconds"] = job_seconds(project)
     (out / f"text_pipeline_{args.tag}.json").write_text(json.dumps(result, indent=2))
-    cache_mb = sum(f["bytes_on_disk"] for f in result["features"].values()) / 2**20
-    lines = [f"`python bench/bench_text_pipeline.py --tag {args.tag}"
-             + (f" --extend-seeds {' '.join(map(str, args.extend_seeds))}" if args.extend_seeds else "")
-             + (f" -- {' '.join(extra)}" if extra else "") + f"` — {result['env']['date']}, "
-             f"{os.cpu_count()}-core CPU, `snakemake --cores {args.cores}`, one torch thread per job", "",
-             f"- whole pipeline ({sum(jobs.values())} jobs, seeds {result['seeds']}): **{wall / 60:.1f} min** ({wall:.0f} s)",
-             f"- feature cache, all tasks: {cache_mb:.1f} MiB on disk"]
-    if args.extend_seeds:
-        lines.append(f"- screening extended to seeds {result['screen_seeds']} ({sum(result['extend_jobs'].values())} more jobs): "
-                     f"{result['extend_wall_s'] / 60:.1f} min")
-    lines += ["", f"| final method | target test {result['screening']['metric']} (mean ± std, seeds {result['seeds']}) |", "|---|---|"]
-    for m, vals in result["finals"].items():
-        lines.append(f"| {m} | {st.mean(vals):.3f} ± {st.stdev(vals) if len(vals) > 1 else 0:.3f} |")
-    sel = result.get("selection_extended") or result["selection"]
-    lines += ["", f"Selection (seeds {seeds}): {sel['selected'] or 'nothing'}", "",
-              "| candidate | weight (mean ± std) | dev gain (mean ± std) | test gain (mean ± std) |", "|---|---|---|---|"]
-    for a, per_seed in result["screening"]["candidates"].items():
-        w = [v["weight"] for v in per_seed.values()]
-        d = [v["dev_gain"] for v in per_seed.values()]
-        t = [v["test_gain"] for v in per_seed.values()]
-        lines.append(f"| {a} | {st.mean(w):.3f} ± {st.stdev(w):.3f} | {st.mean(d):+.3f} ± {st.stdev(d):.3f} | "
-                     f"{st.mean(t):+.3f} ± {st.stdev(t):.3f} |")
-    table = "\n".join(lines)
+    table = render(result)
     print(table)
     (out / f"text_pipeline_{args.tag}.md").write_text(table + "\n")
 

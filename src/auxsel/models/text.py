@@ -84,7 +84,7 @@ def packed_layers(layers, hidden: torch.Tensor, mask: torch.Tensor, ext_mask) ->
     Every projection and the feed-forward act on each token alone, so they run on the T real
     tokens ([T, H]) instead of all B·L positions; only attention needs the [B, heads, L, L]
     layout, and gets it by scattering q, k, v back (padding rows zero, masked as keys). At 32
-    tokens a third of an average text pool's positions are padding (bench/README.md §6): the
+    tokens about a quarter of the text pool's positions are padding (bench/README.md §6): the
     top layers' step costs ~1.3x less, with the same function of the weights (to float rounding;
     dropout masks drawn as the padded layers draw them) as running the layers as they are."""
     B, L, H = hidden.shape
