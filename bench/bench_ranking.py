@@ -142,10 +142,18 @@ def prepare(pair: str, project: Path, params: dict, with_snakemake: bool = True)
     text = yaml.safe_dump(params, sort_keys=False)
     if not project.exists():
         make_project(project, ROOT / "data" / "raw", text)
-    else:  # a kept project: the checkout's code, so that methods added to its seed files run today's code
-        for name in ("src", "stages"):
-            shutil.rmtree(project / name)
-            shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    else:  # a kept project: the checkout's code and workflow (they must match: the stages and the rules
+        # share the runner lock's protocol), so that methods added to its seed files run today's code
+        from bench_text_pipeline import PROJECT_FILES
+
+        for name in PROJECT_FILES:
+            src, dest = ROOT / name, project / name
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            if src.is_dir():
+                shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            elif src.exists():
+                shutil.copy2(src, dest)
         if (project / "params.yaml").read_text() != text:
             (project / "params.yaml").write_text(text)
     names = [params["target"], *params["candidates"]]
