@@ -69,12 +69,16 @@ def test_resolved_params_name_the_pool_and_reach_every_job(example_project: Path
 
 
 def tiny_text_pool() -> dict:
-    """configs/text.yaml cut to the target and its positive control, 4 of 6 layers frozen."""
+    """configs/text.yaml cut to the target and its positive control, 4 of 6 layers frozen; the
+    positive control read from the example pool's CSV (source: files)."""
     from test_features import tiny_text_params
 
     params = tiny_text_params()
     params["candidates"] = ["sentiment_more"]
-    params["tasks"] = {k: v for k, v in params["tasks"].items() if k in ("sentiment", "sentiment_more")}
+    params["tasks"] = {k: v for k, v in params["tasks"].items() if k == "sentiment"}
+    params["tasks"]["sentiment_more"] = {
+        "source": "files", "data_files": "examples/my_pool/reviews_more.csv", "inputs": ["text"], "label": "label",
+        "label_names": ["rotten", "fresh"], "num_classes": 2, "max_train": 64, "max_dev": 32, "max_test": 32}
     params["train"]["epochs"] = 1
     params["final"]["methods"] = ["single"]
     return params
@@ -131,6 +135,20 @@ def test_a_pool_runs_beside_another_under_both_tools_with_the_same_numbers(examp
     assert "params: pool: 'other' puts outputs under pools/other/" in proc.stdout + proc.stderr
     assert digest(root / "results") == results
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    # a task's own data files are inputs under both tools: one edited row reruns that task's chain
+    csv = root / "examples/my_pool/reviews_more.csv"
+    rows = csv.read_text().splitlines(keepends=True)
+    csv.write_text("".join(rows[:1] + rows[2:]))
+    # (DVC's runs re-linked data/raw, which Snakemake also reads: it reruns more; the reason names the file)
+    dry = sh(root, "snakemake", "-n", "--configfile", "configs/tiny_text.yaml").stdout
+    reasons = [b for b in dry.split("\nrule ")[1:] if b.startswith("prepare:") and "task=sentiment_more" in b]
+    assert reasons and "examples/my_pool/reviews_more.csv" in reasons[0].split("reason:", 1)[1].splitlines()[0], reasons
+    out = sh(root, "dvc", "repro", "prepare@sentiment_more").stdout
+    assert ran_stages(out) - {"check"} == {"prepare@sentiment_more"}, out
+    inputs = json.loads((root / ".auxsel/inputs/sentiment_more.json").read_text())
+    assert inputs["files"] == {"examples/my_pool/reviews_more.csv": hashlib.sha256(csv.read_bytes()).hexdigest()}
+    assert ran_stages(sh(root, "dvc", "repro", "prepare@sentiment_more").stdout) == {"check"}  # same data: nothing reruns
 
 
 def test_the_example_pool_runs_end_to_end(example_project: Path):

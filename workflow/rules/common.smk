@@ -161,11 +161,9 @@ def task_data(tasks):
 def prepare_inputs(task):
     """A task's raw inputs: its archive folder, the encoder (text), or its local files."""
     spec = PARAMS["tasks"][task]
-    inputs = archive_of(task) + encoder_inputs()
-    if spec["source"] == "files":
-        files = spec["data_files"]
-        inputs += list(files.values()) if isinstance(files, dict) else [files] if isinstance(files, str) else files
-    return inputs
+    from auxsel.tasks.sources import local_files
+
+    return archive_of(task) + encoder_inputs() + local_files(spec)
 
 
 def final_methods():

@@ -55,6 +55,17 @@ def _load(path: str, name: str | None, data_files: Any, task: str, cache_dir: Pa
     return out
 
 
+def local_files(spec: dict[str, Any]) -> list[str]:
+    """The local files a task reads (source `files`: its data_files, as given); none otherwise.
+    What the runners declare as the prepare job's inputs."""
+    if spec.get("source") != "files":
+        return []
+    data_files = spec.get("data_files")
+    if isinstance(data_files, dict):
+        return [str(v) for v in data_files.values()]
+    return [str(data_files)] if isinstance(data_files, (str, Path)) else [str(f) for f in data_files or []]
+
+
 def load_task_table(task: str, spec: dict[str, Any], raw_root: Path, seed: int, cache_dir: Path | None = None) -> dict[str, pa.Table]:
     """The task's rows before splitting: {"all": table} or some of {"train", "dev", "test"}."""
     if spec["source"] == "builtin":
@@ -63,7 +74,7 @@ def load_task_table(task: str, spec: dict[str, Any], raw_root: Path, seed: int, 
         return {"all": builtin.build(spec["dataset"], root, spec.get("options", {}), build_seed)}
     data_files = spec.get("data_files")
     if spec["source"] == "files":
-        files = data_files if isinstance(data_files, list) else list(data_files.values()) if isinstance(data_files, dict) else [data_files]
+        files = local_files(spec)
         for f in files:
             if Path(f).is_dir():
                 raise AuxselError(f"tasks.{task}.data_files: {f} is a folder; name the file(s) in it")
