@@ -338,6 +338,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="params `device` of every run (cpu, cuda)")
     ap.add_argument("--without-snakemake", action="store_true",
                     help="prepare the data by running the stages directly (a machine without Snakemake)")
+    ap.add_argument("--summarise-only", action="store_true",
+                    help="summarise the kept projects' seed files (every seed asked for must be there); run nothing")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
@@ -354,9 +356,15 @@ def main() -> None:
         params = pair_params(pair, args.seeds, args.text_epochs, args.frozen_encoder)
         params["device"] = args.device
         project = args.workdir / key
-        prepare(pair, project, params, not args.without_snakemake)
-        with ThreadPoolExecutor(args.jobs) as pool:
-            files = list(pool.map(lambda s: run_seed(project, s, args.methods), args.seeds))
+        if args.summarise_only:  # the kept project's seed files as they are: no data step, no runs
+            files = [project / "ranking" / f"seed-{s}.json" for s in args.seeds]
+            missing = [str(f) for f in files if not f.is_file()]
+            if missing:
+                raise SystemExit(f"--summarise-only: no results for {missing}")
+        else:
+            prepare(pair, project, params, not args.without_snakemake)
+            with ThreadPoolExecutor(args.jobs) as pool:
+                files = list(pool.map(lambda s: run_seed(project, s, args.methods), args.seeds))
         seeds_out = [json.loads(f.read_text()) for f in files]
         res = summarise(pair, params, seeds_out, args.methods)
         if args.frozen_encoder:
