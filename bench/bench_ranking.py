@@ -376,6 +376,11 @@ def main() -> None:
                            + (f" --methods {' '.join(args.methods)}" if args.methods != METHODS else "")
                            + (f" --device {args.device}" if args.device != "cpu" else ""),
                    machine=machine(args.device))
+        if args.summarise_only and path.exists():  # the runs' own command, date and machine, not this call's
+            before = json.loads(path.read_text())["pairs"].get(key, {})
+            if before.get("seeds") == res["seeds"]:
+                res.update({k: before[k] for k in ("command", "date", "machine", "wall_seconds") if k in before},
+                           summarised=f"{datetime.now():%Y-%m-%d %H:%M}")
         done[key] = res
         print(table({key: res}), flush=True)
     saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}  # read last: other pairs may have run meanwhile
