@@ -22,7 +22,7 @@ from typing import Any
 
 from auxsel.artifacts import file_sha256, write_json
 from auxsel.errors import AuxselError
-from auxsel.tasks.sources import local_files
+from auxsel.params import local_files
 
 from stages import _common
 

@@ -114,6 +114,17 @@ def _check_finite(node: Any, path: list[Any]) -> None:
             _check_finite(v, [*path, i])
 
 
+def local_files(spec: dict[str, Any]) -> list[str]:
+    """The local files a task reads (source `files`: its data_files, as given); none otherwise.
+    What the runners declare as the prepare job's inputs."""
+    if spec.get("source") != "files":
+        return []
+    data_files = spec.get("data_files")
+    if isinstance(data_files, dict):
+        return [str(v) for v in data_files.values()]
+    return [str(data_files)] if isinstance(data_files, (str, Path)) else [str(f) for f in data_files or []]
+
+
 def required_archives(params: dict[str, Any]) -> set[str]:
     needed = {ARCHIVE_OF[t["dataset"]] for t in params["tasks"].values() if t["source"] == "builtin" and t.get("dataset") in ARCHIVE_OF}
     model = params.get("model", {})

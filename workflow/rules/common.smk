@@ -160,10 +160,8 @@ def task_data(tasks):
 
 def prepare_inputs(task):
     """A task's raw inputs: its archive folder, the encoder (text), or its local files."""
-    spec = PARAMS["tasks"][task]
-    from auxsel.tasks.sources import local_files
-
-    return archive_of(task) + encoder_inputs() + local_files(spec)
+    # auxsel.params, not auxsel.tasks.sources: that one imports datasets (2 s at every start)
+    return archive_of(task) + encoder_inputs() + auxsel_params.local_files(PARAMS["tasks"][task])
 
 
 def final_methods():

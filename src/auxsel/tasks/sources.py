@@ -14,6 +14,7 @@ import datasets
 import pyarrow as pa
 
 from auxsel.errors import AuxselError
+from auxsel.params import local_files
 from auxsel.seeding import derive_seed
 from auxsel.tasks import builtin
 
@@ -53,17 +54,6 @@ def _load(path: str, name: str | None, data_files: Any, task: str, cache_dir: Pa
             raise AuxselError(f"task {task}: unexpected split {split!r} (use train, dev/validation, test)")
         out[key] = ds.data.table.combine_chunks() if hasattr(ds.data, "table") else ds.data
     return out
-
-
-def local_files(spec: dict[str, Any]) -> list[str]:
-    """The local files a task reads (source `files`: its data_files, as given); none otherwise.
-    What the runners declare as the prepare job's inputs."""
-    if spec.get("source") != "files":
-        return []
-    data_files = spec.get("data_files")
-    if isinstance(data_files, dict):
-        return [str(v) for v in data_files.values()]
-    return [str(data_files)] if isinstance(data_files, (str, Path)) else [str(f) for f in data_files or []]
 
 
 def load_task_table(task: str, spec: dict[str, Any], raw_root: Path, seed: int, cache_dir: Path | None = None) -> dict[str, pa.Table]:
