@@ -15,7 +15,7 @@ from auxsel import artifacts
 from auxsel.errors import AuxselError
 from auxsel.report import bands, final_table, format_final, format_screen, learned, mean_by_epoch, plots, provenance_table, wide
 from auxsel.report.html import Figure, page
-from auxsel.tasks.null import NULL
+from auxsel.params import NULL
 from stages import _common
 
 METHOD_NAMES = {"avil_literal": "αVIL (literal)", "avil": "αVIL", "diw": "DIW", "uniform": "uniform", "fixed": "fixed"}

@@ -6,7 +6,7 @@ labels, built in the job from the target's prepared data, sized like the median 
 from __future__ import annotations
 
 from auxsel.errors import AuxselError
-from auxsel.tasks.null import NULL
+from auxsel.params import NULL
 from stages import _common
 
 

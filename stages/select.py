@@ -15,7 +15,7 @@ from auxsel import artifacts
 from auxsel.errors import AuxselError
 from auxsel.report.tables import format_screen
 from auxsel.select import COLUMNS, Rule, gain_stats, summarise
-from auxsel.tasks.null import NULL
+from auxsel.params import NULL
 from stages import _common
 
 

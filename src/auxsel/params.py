@@ -21,6 +21,7 @@ from auxsel.errors import AuxselError
 from auxsel.tasks.builtin import ARCHIVE_OF
 
 MNIST_IMAGES = 70_000  # the pinned MNIST archive (train + validation + test)
+NULL = "_null"  # the null candidate (auxsel.tasks.null): screened every seed, never selected
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -141,7 +141,7 @@ def encoder_inputs():
     return []
 
 
-NULL = "_null"  # the null candidate (auxsel.tasks.null): screened every seed, never selected
+NULL = auxsel_params.NULL  # the null candidate (auxsel.tasks.null): screened every seed, never selected
 SCREENED = [*CANDIDATES, NULL]
 
 

@@ -13,9 +13,9 @@ import statistics
 import torch
 
 from auxsel.errors import AuxselError
+from auxsel.params import NULL
 from auxsel.tasks.tensors import TaskData
 
-NULL = "_null"
 
 
 def null_size(candidate_sizes: list[int], target_size: int) -> int:
