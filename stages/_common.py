@@ -321,6 +321,19 @@ def remove_checkpoint(ckpt: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def stage_train(params: dict[str, Any], stage: str) -> dict[str, Any]:
+    """params with `final.train` laid over `train` for the final stage.
+
+    Why: screens compare runs of one length, but a final of the target with one kept candidate
+    takes a third of the optimiser steps per epoch that a final over the whole pool takes, so at
+    the screens' epoch count the finals compare training budgets, not auxiliary tasks
+    (docs/methods.md, "Final runs")."""
+    extra = params.get("final", {}).get("train") or {}
+    if stage != "final" or not extra:
+        return params
+    return {**params, "train": {**params["train"], **extra}}
+
+
 def train_section(params: dict[str, Any]) -> dict[str, Any]:
     section = dict(params["train"])
     section["device"] = params["device"]
@@ -352,6 +365,7 @@ def training_run(
     from auxsel.train import dev_roles
 
     set_threads(params["threads"])
+    params = stage_train(params, stage)
     target = params["target"]
     names = [target, *auxiliaries]
     real = [n for n in names if n != NULL]  # tasks with prepared data (the null is built from the target's)

@@ -32,6 +32,7 @@ def tiny_params(candidates=("left_more", "shuffled")) -> dict:
     params["seeds"] = [0, 1]
     params["train"]["epochs"] = 2
     params["final"]["methods"] = ["single", "avil"]
+    params["final"]["train"] = {"epochs": 3}  # finals one epoch longer than screens: each reads its own length
     return params
 
 
@@ -86,6 +87,9 @@ def check_results(root: Path, params: dict) -> dict:
             metrics = pq.read_table(d / "metrics.parquet").to_pylist()
             test = [r["value"] for r in metrics if r["split"] == "test" and r["metric"] == "accuracy"]
             assert len(test) == 1 and 0.0 <= test[0] <= 1.0
+            epochs = params["final"].get("train", {}).get("epochs", params["train"]["epochs"])
+            assert json.loads((d / "summary.json").read_text())["epochs_run"] == epochs
+            assert json.loads((d / "provenance.json").read_text())["params"]["train"]["epochs"] == epochs
     sel = json.loads((root / "results/selection.json").read_text())
     table = pq.read_table(root / "results/selection.parquet").to_pylist()
     assert [r["aux"] for r in table] == [c["aux"] for c in sel["candidates"]]
@@ -154,6 +158,10 @@ def test_snakemake_reruns_only_what_changed(smk_run):
     (root / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     jobs = job_counts(sh(root, "snakemake", "--cores", "2", "-n").stdout)
     assert jobs == {"screen": 6, "select": 1, "final": 4, "report": 1}  # 2 seeds x (2 candidates + the null)
+    # the finals' own training length: the finals and the report, nothing before them
+    longer = dict(params, final=dict(params["final"], train={"epochs": 4}))
+    (root / "params.yaml").write_text(yaml.safe_dump(longer, sort_keys=False))
+    assert job_counts(sh(root, "snakemake", "--cores", "2", "-n").stdout) == {"final": 4, "report": 1}
     # a new candidate (already defined, so already prepared): its screens, then everything
     # downstream of screening; nothing of the other candidates
     added = dict(params, candidates=[*params["candidates"], "right"])
@@ -212,6 +220,10 @@ def test_dvc_reruns_only_what_changed(dvc_run):
     would = ran_stages(sh(root, "dvc", "repro", "--dry").stdout)
     assert {s.split("@")[0] for s in would} == {"check", "screen", "screen_null", "final"}
     assert sum(s.startswith("screen@") for s in would) == 4
+    longer = dict(params, final=dict(params["final"], train={"epochs": 4}))
+    (root / "params.yaml").write_text(yaml.safe_dump(longer, sort_keys=False))
+    would = ran_stages(sh(root, "dvc", "repro", "--dry").stdout)
+    assert {s.split("@")[0] for s in would} == {"check", "final"} and len(would) == 1 + 4, would
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # a new candidate: only its screens among the upstream stages, then everything downstream
     # (a dry run: DVC decides what is stale the same way as in a real run)

@@ -48,6 +48,7 @@ def fixture_params() -> dict:
     params["seeds"] = list(SEEDS)
     params["train"]["epochs"] = EPOCHS
     params["final"]["methods"] = list(METHODS)
+    params["final"]["train"] = {}
     params["select"]["min_weight"] = 0.5  # the fixture's weights: right is dropped for its weight
     return params
 

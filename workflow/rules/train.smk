@@ -54,6 +54,7 @@ rule final:
         directory(P("results/final/{method}/seed-{seed}")),
     params:
         train=TRAIN_PARAMS,
+        final_train=PARAMS["final"].get("train", {}),
         candidates=CANDIDATES,
         methods={k: PARAMS[k] for k in ("avil", "avil_literal", "diw")},
     threads: THREADS
