@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing
 import json
 import statistics as st
 import sys
@@ -31,7 +32,7 @@ from stages import _common  # noqa: E402
 
 from auxsel.methods import run_method  # noqa: E402
 from auxsel.models import build_model  # noqa: E402
-from auxsel.select import Rule, summarise  # noqa: E402
+from auxsel.params import NULL  # noqa: E402
 from auxsel.seeding import derive_seed  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -41,28 +42,42 @@ def name(subset: tuple[str, ...]) -> str:
     return "+".join(subset) if subset else "(none)"
 
 
-def pipeline_selection(params: dict, pool: list[str], seeds: list[int]) -> tuple[list[dict], float, dict]:
-    """The select stage's decision on `pool` from the project's baseline/screen runs, and their training seconds."""
+def pipeline_selection(params: dict, pool: list[str], seeds: list[int]) -> tuple[list[dict], dict, float, dict]:
+    """The select stage's decision (stages.select.decide: dev holdout, null candidate, Holm) on
+    `pool` from the project's baseline/screen runs of `seeds`, and their training seconds (the
+    null candidate's screens included: the pipeline runs them)."""
+    from stages.select import decide
+
+    rows, decision = decide(dict(params, seeds=seeds), pool)
     target = params["target"]
-    metric = json.loads((_common.PREPARED / target / "meta.json").read_text())["metric"]
     res = _common.RESULTS
     secs = {"baseline": 0.0, "screen": 0.0}
-    base = {}
     for s in seeds:
-        d = res / "baseline" / target / f"seed-{s}"
-        base[s] = json.loads((d / "summary.json").read_text())["metrics"]["dev"][metric]
-        secs["baseline"] += json.loads((d / "provenance.json").read_text())["wall_seconds"]
-    dev, weight = {}, {}
-    for a in pool:
-        dev[a], weight[a] = {}, {}
-        for s in seeds:
-            d = res / "screen" / a / f"seed-{s}"
-            summ = json.loads((d / "summary.json").read_text())
-            dev[a][s] = summ["metrics"]["dev"][metric]
-            weight[a][s] = summ["final_weights"][a]
-            secs["screen"] += json.loads((d / "provenance.json").read_text())["wall_seconds"]
-    rows = summarise(base, dev, weight, Rule(**params["select"]))
-    return rows, secs["baseline"] + secs["screen"], secs
+        secs["baseline"] += json.loads((res / "baseline" / target / f"seed-{s}" / "provenance.json").read_text())["wall_seconds"]
+        for a in [*pool, NULL]:
+            secs["screen"] += json.loads((res / "screen" / a / f"seed-{s}" / "provenance.json").read_text())["wall_seconds"]
+    return rows, decision, secs["baseline"] + secs["screen"], secs
+
+
+def train_one(job: tuple) -> tuple[str, dict]:
+    """One (method, subset, seed) run, one torch thread (a worker process of --jobs)."""
+    key, m, subset, s, weights = job
+    torch.set_num_threads(1)
+    params, tasks, train = _STATE["params"], _STATE["tasks"], _STATE["train"]
+    target = params["target"]
+    names = [target, *subset]
+    t0 = time.perf_counter()
+    model = build_model(_common.model_spec(params), {n: tasks[n].num_classes for n in names},
+                        seed=derive_seed(params["seed"], "init", target, s))
+    r = run_method(m, model, {n: tasks[n] for n in names}, target,
+                   seed=derive_seed(params["seed"], "oracle", target, m, ",".join(subset), s), train=train,
+                   options=params.get(m) or None, weights=weights)
+    metric = tasks[target].metric
+    return key, {"test": r.metrics["test"][metric], "dev": r.metrics["dev"][metric], "seconds": time.perf_counter() - t0,
+                 "weights": r.final_weights}
+
+
+_STATE: dict = {}
 
 
 def main() -> None:
@@ -72,39 +87,41 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=["uniform", "avil"])
     ap.add_argument("--report-only", action="store_true", help="only tabulate the runs already done")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (one torch thread each)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     params = _common.load_params(args.params)
     target = params["target"]
     tasks = _common.load_tasks(params, [target, *args.pool])
     metric = tasks[target].metric
-    train = _common.train_section(params)
+    # every subset is a final run: the finals' training length (final.train over train)
+    train = _common.train_section(_common.stage_train(params, "final"))
+    _STATE.update(params=params, tasks=tasks, train=train)
     subsets = [tuple(c) for k in range(len(args.pool) + 1) for c in itertools.combinations(args.pool, k)]
     OUT.mkdir(exist_ok=True)
     store = OUT / "oracle_runs.json"
-    runs = json.loads(store.read_text()) if store.exists() else {}
+    kept = json.loads(store.read_text()) if store.exists() else {}
+    # runs of another training length (or the old flat format) are not reused
+    runs = kept.get("runs", {}) if kept.get("train") == train else {}
+    rows, decision, pipe_secs, pipe_parts = pipeline_selection(params, args.pool, args.seeds)
+    selected = tuple(a for a in args.pool if a in decision["selected"])
+    jobs = []
     for method in [] if args.report_only else args.methods:
         for subset in subsets:
             for s in args.seeds:
                 m = "single" if not subset else method
-                key = f"{m}|{name(subset)}|{s}"
-                if key in runs:
-                    continue
-                names = [target, *subset]
-                t0 = time.perf_counter()
-                model = build_model(_common.model_spec(params), {n: tasks[n].num_classes for n in names},
-                                    seed=derive_seed(params["seed"], "init", target, s))
-                r = run_method(m, model, {n: tasks[n] for n in names}, target,
-                               seed=derive_seed(params["seed"], "oracle", target, m, ",".join(subset), s), train=train,
-                               options=params.get(m) or None)
-                secs = time.perf_counter() - t0
-                runs[key] = {"test": r.metrics["test"][metric], "dev": r.metrics["dev"][metric], "seconds": secs,
-                             "weights": r.final_weights}
-                store.write_text(json.dumps(runs, indent=1))
-                print(f"{key:<50} test {runs[key]['test']:.4f} dev {runs[key]['dev']:.4f} ({secs:.1f} s)", flush=True)
+                jobs.append((f"{m}|{name(subset)}|{s}", m, subset, s, None))
+    if not args.report_only:  # the pipeline's own final: the selected subset at its selected weights
+        for s in args.seeds:
+            m = "fixed" if selected else "single"
+            jobs.append((f"{m}|{name(selected)}|{s}", m, selected, s, {target: 1.0, **decision["weights"]} if selected else None))
+    todo = list({j[0]: j for j in jobs if j[0] not in runs}.values())
+    with multiprocessing.get_context("fork").Pool(max(1, args.jobs)) as pool:
+        for key, out in pool.imap_unordered(train_one, todo):
+            runs[key] = out
+            store.write_text(json.dumps({"train": train, "runs": runs}, indent=1))
+            print(f"{key:<50} test {out['test']:.4f} dev {out['dev']:.4f} ({out['seconds']:.1f} s)", flush=True)
 
-    rows, pipe_secs, pipe_parts = pipeline_selection(params, args.pool, args.seeds)
-    selected = tuple(a for a in args.pool if a in {r["aux"] for r in rows if r["selected"]})
     report = {"pool": args.pool, "seeds": args.seeds, "selected": list(selected), "selection": rows, "methods": {}}
     lines = []
     for method in args.methods:
@@ -122,50 +139,53 @@ def main() -> None:
         std = {k: st.stdev(v["test"] for v in vals) for k, vals in table.items()}
         exh_secs = sum(v["seconds"] for vals in table.values() for v in vals)
         best = max(mean, key=mean.get)
-        regret = mean[best] - mean[selected]
         noise = st.median(std.values())
-        # the pipeline's own compute: baseline + screening (from provenance), plus training the selected subset
-        final_secs = sum(v["seconds"] for v in table[selected])
+        # the pipeline's answer: its final run, the selected subset at the selected weights (`fixed`)
+        own_m = "fixed" if selected else "single"
+        own = [runs.get(f"{own_m}|{name(selected)}|{s}") for s in args.seeds]
+        if not all(own):
+            lines.append(f"\n**{method}**: the pipeline's final ({own_m} on {name(selected)}) not run for every seed yet.\n")
+            continue
+        own_mean, own_std = st.mean(v["test"] for v in own), st.stdev(v["test"] for v in own)
+        regret = mean[best] - own_mean
+        # the pipeline's own compute: baseline + screening, the null's included (provenance), plus its final
+        final_secs = sum(v["seconds"] for v in own)
         frac = (pipe_secs + final_secs) / exh_secs
         ranked = sorted(mean, key=mean.get, reverse=True)
         rank_sel = ranked.index(selected) + 1
-        paired = [b["test"] - c["test"] for b, c in zip(table[best], table[selected])]  # same seed, same initial weights
-        # the pipeline's compute under the same conditions as the exhaustive runs (one job at a time):
-        # single-task (= the baseline) + αVIL on every {target, a} (= screening) + the selected subset
-        same = None
-        if all(runs.get(f"avil|{a}|{s}") for a in args.pool for s in args.seeds):
-            same = (sum(v["seconds"] for v in table[()]) + sum(runs[f"avil|{a}|{s}"]["seconds"] for a in args.pool for s in args.seeds)
-                    + final_secs)
+        paired = [b["test"] - c["test"] for b, c in zip(table[best], own)]  # same seed, same initial weights
         lines.append(f"\n**{method}** — all 16 subsets × {len(args.seeds)} seeds, target test {metric} (ranked; `*` = pipeline's selection):\n")
         lines.append(f"| rank | auxiliary subset | test {metric} mean ± std | dev {metric} mean | training s (all seeds) |\n|---|---|---|---|---|")
         for i, k in enumerate(ranked, 1):
             star = " *" if k == selected else ""
             lines.append(f"| {i} | {name(k)}{star} | {mean[k]:.3f} ± {std[k]:.3f} | {st.mean(v['dev'] for v in table[k]):.3f} | "
                          f"{sum(v['seconds'] for v in table[k]):.0f} |")
+        lines.append(f"| — | pipeline's final: `{own_m}` on {name(selected)} at the selected weights | {own_mean:.3f} ± {own_std:.3f} | "
+                     f"{st.mean(v['dev'] for v in own):.3f} | {final_secs:.0f} |")
         lines.append(
-            f"\nOracle best: **{name(best)}** {mean[best]:.3f}; pipeline's selection **{name(selected)}** {mean[selected]:.3f} "
-            f"(rank {rank_sel} of {len(subsets)}). Regret **{regret:+.3f}** vs seed noise (median std over subsets) {noise:.3f}, "
+            f"\nOracle best: **{name(best)}** {mean[best]:.3f}; pipeline's final (`{own_m}`, {name(selected)}) {own_mean:.3f} "
+            f"(the same subset under {method}: rank {rank_sel} of {len(subsets)}). Regret **{regret:+.3f}** vs seed noise (median std over subsets) {noise:.3f}, "
             f"std of the best subset {std[best]:.3f} → {'within' if regret <= noise else 'NOT within'} one std; paired per seed "
             f"(best − selected) {st.mean(paired):+.3f} ± {st.stdev(paired):.3f} ({sum(d > 0 for d in paired)} of {len(paired)} seeds favour the best). "
             f"Compute: pipeline {pipe_secs:.0f} s (baseline {pipe_parts['baseline']:.0f} s + screening {pipe_parts['screen']:.0f} s, "
-            f"provenance wall_seconds) + {final_secs:.0f} s to train the selected subset = {pipe_secs + final_secs:.0f} s, vs exhaustive "
-            f"{exh_secs:.0f} s: **{frac:.2f}** of the exhaustive search ({'≤' if frac <= 0.25 else '>'} 1/4)."
-            + ("" if same is None else f" Same conditions as the exhaustive runs (single + αVIL pairs timed here + the selected subset): "
-               f"{same:.0f} s = **{same / exh_secs:.2f}**."))
+            f"provenance wall_seconds, the null candidate's included) + {final_secs:.0f} s for its final = {pipe_secs + final_secs:.0f} s, vs exhaustive "
+            f"{exh_secs:.0f} s: **{frac:.2f}** of the exhaustive search ({'≤' if frac <= 0.25 else '>'} 1/4).")
         report["methods"][method] = {"mean": {name(k): v for k, v in mean.items()}, "std": {name(k): v for k, v in std.items()},
                                      "best": name(best), "regret": regret, "noise_median_std": noise, "best_std": std[best],
                                      "rank_selected": rank_sel, "paired_regret": paired,
-                                     "pipeline_seconds_same_conditions": same, "pipeline_seconds": pipe_secs, "pipeline_parts": pipe_parts,
+                                     "pipeline_final": {"method": own_m, "mean": own_mean, "std": own_std},
+                                     "pipeline_seconds": pipe_secs, "pipeline_parts": pipe_parts,
                                      "selected_train_seconds": final_secs, "exhaustive_seconds": exh_secs, "compute_fraction": frac}
-    sel_txt = "; ".join(f"{r['aux']} w {r['weight_mean']:.2f}, dev gain {r['gain_mean']:+.3f} "
-                        f"[{r['gain_ci_low']:+.3f}, {r['gain_ci_high']:+.3f}] {'KEEP' if r['selected'] else 'drop'}" for r in rows)
-    head = (f"Pipeline selection on pool {{{', '.join(args.pool)}}}, seeds {args.seeds}, rule {params['select']} "
-            f"(dev only): **{name(selected)}** — {sel_txt}")
+    sel_txt = "; ".join(f"{r['aux']} w {r['weight_mean']:.2f}, gain over single {r['gain_mean']:+.3f}, over the null "
+                        f"{r['null_gain_mean']:+.3f} (Holm p {r['null_p_holm']:.3f}) {'KEEP' if r['selected'] else 'drop'}" for r in rows)
+    head = (f"Pipeline selection (stages.select.decide) on pool {{{', '.join(args.pool)}}}, seeds {args.seeds}, rule "
+            f"{params['select']} ({decision['split']} only): **{name(selected)}** — {sel_txt}. Every run below is a final: "
+            f"train = {json.dumps({k: v for k, v in train.items() if k in ('epochs', 'patience', 'examples_per_task')})}.")
     text = head + "\n" + "\n".join(lines)
     print(text)
     (OUT / "oracle.json").write_text(json.dumps(report, indent=2, default=str))
     cmd = (f"cd <finished default run> && python <repo>/bench/bench_oracle.py --seeds {' '.join(map(str, args.seeds))} "
-           f"--methods {' '.join(args.methods)} --pool {' '.join(args.pool)}")
+           f"--methods {' '.join(args.methods)} --pool {' '.join(args.pool)} --jobs {args.jobs}")
     (OUT / "oracle.md").write_text(f"`{cmd}` (one torch thread, 2-core CPU)\n\n{text}\n")
 
 

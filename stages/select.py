@@ -34,9 +34,10 @@ def _metric(summary: dict, split: str, metric: str, where: str) -> float:
                           f"(it predates train.dev_holdout or was damaged)") from None
 
 
-def main() -> None:
-    args = _common.parser(__doc__).parse_args()
-    params = _common.load_params(args.params)
+def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict]:
+    """The rule applied to the finished baseline and screening runs of `candidates` (and the null):
+    the selection table's rows and what selection.json records besides them. bench/bench_oracle.py
+    calls it on a sub-pool, so the oracle judges the same decision the stage makes."""
     target = params["target"]
     meta = json.loads((_common.PREPARED / target / "meta.json").read_text())
     metric = meta["metric"]
@@ -50,7 +51,7 @@ def main() -> None:
     dev_base = {s: _metric(b, split, metric, str(_common.RESULTS / "baseline" / target / f"seed-{s}")) for s, b in base.items()}
     dev, weight = {}, {}
     inputs = []
-    for aux in [*params["candidates"], NULL]:
+    for aux in [*candidates, NULL]:
         dev[aux], weight[aux] = {}, {}
         for s in params["seeds"]:
             folder = _common.RESULTS / "screen" / aux / f"seed-{s}"
@@ -66,7 +67,6 @@ def main() -> None:
     rows = summarise(dev_base, dev, weight, rule, sd_floor=floor, null_dev=null_dev, null_weight=null_w)
     # what the multitask machinery gives by itself: the null candidate's gain over single-task
     null = gain_stats(dev_base, {NULL: null_dev}, dataclasses.replace(rule, variance="candidate"), floor)[NULL]
-    prov = artifacts.Provenance("select", {"select": params["select"], "target": target, "candidates": params["candidates"], "seeds": params["seeds"]}, inputs)
     selected = [r["aux"] for r in rows if r["selected"]]
     decision = {
         "target": target,
@@ -81,7 +81,18 @@ def main() -> None:
         "candidates": rows,
         "null": {"dev": {str(k): v for k, v in null_dev.items()}, "weight": {str(k): v for k, v in null_weight.items()},
                  "weight_mean": null_w, **null},
+        "inputs": inputs,
     }
+    return rows, decision
+
+
+def main() -> None:
+    args = _common.parser(__doc__).parse_args()
+    params = _common.load_params(args.params)
+    rows, decision = decide(params, params["candidates"])
+    inputs = decision.pop("inputs")
+    prov = artifacts.Provenance("select", {"select": params["select"], "target": params["target"],
+                                           "candidates": params["candidates"], "seeds": params["seeds"]}, inputs)
     out = _common.RESULTS
     out.mkdir(parents=True, exist_ok=True)
     artifacts.write_parquet(pa.table({c: [r[c] for r in rows] for c in COLUMNS}), out / "selection.parquet")
@@ -89,7 +100,7 @@ def main() -> None:
     # last: the sha256s of the other two, which every reader checks (stages._common.verified_selection)
     prov.write(out, "selection.provenance.json",
                outputs={n: artifacts.file_sha256(out / n) for n in ("selection.json", "selection.parquet")})
-    print(format_screen(rows, metric, rule.confidence))
+    print(format_screen(rows, decision["metric"], Rule(**params["select"]).confidence))
 
 
 if __name__ == "__main__":
