@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from auxsel import artifacts
 from auxsel.errors import AuxselError
-from auxsel.report import bands, final_table, format_final, format_screen, learned, mean_by_epoch, plots, provenance_table, wide
+from auxsel.report import (bands, final_table, fit_warnings, format_final, format_screen, learned, mean_by_epoch, plots,
+                           provenance_table, wide)
 from auxsel.report.html import Figure, page
 from auxsel.params import NULL
 from stages import _common
@@ -55,10 +56,13 @@ def main() -> None:
 
     # screening: each candidate's weight trajectory in its pairwise run
     screen_rows = []
-    for aux in candidates:
+    fits: dict[str, list[dict[str, Any]]] = {}  # every run's weight rows, for the fits that did not converge
+    for aux in [*candidates, NULL]:
         for s in seeds:
-            screen_rows += [dict(r, run=aux, seed=s) for r in _rows(res / "screen" / aux / f"seed-{s}" / "weights.parquet", "screen")
-                            if r["task"] in (target, aux)]
+            rows = _rows(res / "screen" / aux / f"seed-{s}" / "weights.parquet", "screen")
+            fits[f"screen/{aux} seed {s}"] = rows
+            if aux != NULL:
+                screen_rows += [dict(r, run=aux, seed=s) for r in rows if r["task"] in (target, aux)]
     screen_bands = bands(screen_rows)
     colors = plots.task_colors([target, *candidates], target)
     screen_panel = {aux: screen_bands[aux][aux] for aux in candidates if aux in screen_bands.get(aux, {})}
@@ -75,7 +79,9 @@ def main() -> None:
             metric_rows += [dict(r, method=m) for r in _rows(d / "metrics.parquet", "final")]  # keyed by folder
             dev_rows += [dict(r, method=m, seed=s) for r in _rows(d / "history.parquet", "final") if r["split"] == "dev" and r["task"] == target]
             if (d / "weights.parquet").is_file():
-                wrows += [dict(r, run=m, seed=s) for r in pq.read_table(d / "weights.parquet").to_pylist()]
+                rows = pq.read_table(d / "weights.parquet").to_pylist()
+                fits[f"final/{m} seed {s}"] = rows
+                wrows += [dict(r, run=m, seed=s) for r in rows]
         if wrows and learned(wrows):
             final_weights[m] = bands(wrows)[m]
         else:
@@ -104,6 +110,9 @@ def main() -> None:
     shown = ", ".join(final_weights) or "none"
     note = (f"Weight trajectories are drawn for the final runs whose weights change during training ({shown}); "
             f"the others keep fixed weights: {', '.join(fixed) or 'none'}.")
+    warnings = fit_warnings(fits)
+    if warnings:
+        note += " αVIL share fits that did not converge: " + " | ".join(warnings) + "."
     figs = {
         "gains": Figure("fig-gains", "Screening gains", f"Mean paired gain of the target's dev {metric} per candidate with its "
                         f"{rule['confidence']:.0%} interval; green: selected, grey: dropped; labels give the weight (mean ± std).",
@@ -139,6 +148,8 @@ def main() -> None:
     print(format_screen(cands, metric, rule["confidence"]))
     print(f"selected: {', '.join(sel['selected']) or 'none'}\n")
     print(format_final(table, metric))
+    for w in warnings:
+        print(f"warning: {w}")
     print(f"\nreport: {out / 'index.html'}")
 
 

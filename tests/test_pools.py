@@ -164,7 +164,7 @@ def test_the_example_pool_runs_end_to_end(example_project: Path):
     pool = root / "pools/my_pool"
     params = yaml.safe_load((root / "configs/my_pool.yaml").read_text())
     resolved = yaml.safe_load((pool / "params.yaml").read_text())  # what the jobs read
-    expected = dict(params, pool="my_pool", seeds=[0], final={"methods": ["single"]}, train=dict(params["train"], epochs=2),
+    expected = dict(params, pool="my_pool", seeds=[0], final=dict(params["final"], methods=["single"]), train=dict(params["train"], epochs=2),
                     tasks={t: dict(spec, **small) for t, spec in params["tasks"].items()})  # nested mappings merged
     assert resolved == expected
     assert json.loads((pool / "data/prepared/reviews_more/meta.json").read_text())["counts"]["train"] == 150

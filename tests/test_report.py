@@ -451,3 +451,22 @@ def test_snakemake_builds_its_report_with_our_figures(tmp_path: Path, built):
     assert len(text) > 50_000 and "auxsel: auxiliary-task selection for target" in text  # workflow/report/workflow.rst
     for label in ("dev gain per candidate", "screening weights per epoch", "test metric per method", "final-run weights per epoch"):
         assert label in text, label
+
+
+def test_fit_warnings_name_the_share_fits_that_did_not_converge():
+    """The rows of pair (b)'s avil_all seed 4 (bench/README.md), first task of each epoch: a fit out
+    of budget that merged 36x the target's update; a converged fit and a run without fit columns
+    (uniform) give no line."""
+    from auxsel.report import fit_warnings
+
+    def row(epoch, converged, stop, step, temp, before):
+        return {"epoch": epoch, "task": "right", "fit_converged": converged, "fit_stop": stop, "fit_evals": 30 if stop == "budget" else 9,
+                "fit_grad_max": 0.0045, "step": step, "temperature": temp, "dev_loss_before": before}
+
+    runs = {"final/avil_all seed 4": [row(1, False, "budget", 36.122, 21.654, 2.312), row(2, True, "value", 1.0, 1000.0, 40.221)],
+            "screen/left seed 0": [row(1, True, "gradient", 0.9, 1.1, 2.30), row(2, True, "value", 1.0, 1.0, 1.9)],
+            "final/uniform_all seed 0": [{"epoch": 1, "task": "right", "weight": 1.0, "alpha": math.nan}]}
+    assert fit_warnings(runs) == [
+        "final/avil_all seed 4, epoch 1: share fit stopped on budget after 30 evaluations (largest gradient entry 0.0045); "
+        "merged step 36.12× the target's update at temperature 21.65; the next epoch's fit started at dev loss 40.2 "
+        "(this one at 2.31)"]

@@ -154,3 +154,29 @@ def provenance_table(records: list[tuple[str, dict[str, Any]]]) -> dict[str, Any
         jobs.append({"where": where, "stage": stage, "wall_seconds": wall, "params_hash": rec.get("params_hash"),
                      "device": rec.get("device"), "start": rec.get("start"), "end": rec.get("end")})
     return {"stages": list(stages.values()), "packages": packages, "jobs": jobs}
+
+
+def fit_warnings(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """One line per αVIL share fit that stopped without converging (`fit_converged` false), with the
+    step it merged, its temperature and the dev loss the next epoch started from.
+
+    Why: a fit that runs out of evaluations can merge a step far outside what the epoch's updates
+    support (measured: 36 times the target's update at temperature 21.7, after which the run sat at
+    chance for 24 epochs) and nothing else in the report says so. `runs` maps a run's name (e.g.
+    "final/avil_all seed 4") to its weights.parquet rows; runs without fit columns give nothing."""
+    out = []
+    for name, rows in runs.items():
+        per_epoch: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            per_epoch.setdefault(int(r["epoch"]), r)
+        for epoch, r in sorted(per_epoch.items()):
+            if "fit_converged" not in r or r["fit_converged"] is None or bool(r["fit_converged"]):
+                continue
+            line = (f"{name}, epoch {epoch}: share fit stopped on {r.get('fit_stop', '?')} after {r.get('fit_evals', '?')} "
+                    f"evaluations (largest gradient entry {r.get('fit_grad_max', math.nan):.2g}); merged step "
+                    f"{r.get('step', math.nan):.2f}× the target's update at temperature {r.get('temperature', math.nan):.2f}")
+            nxt = per_epoch.get(epoch + 1)
+            if nxt is not None and "dev_loss_before" in nxt:
+                line += f"; the next epoch's fit started at dev loss {nxt['dev_loss_before']:.3g} (this one at {r['dev_loss_before']:.3g})"
+            out.append(line)
+    return out
