@@ -48,7 +48,7 @@ def pipeline_selection(params: dict, pool: list[str], seeds: list[int]) -> tuple
     null candidate's screens included: the pipeline runs them)."""
     from stages.select import decide
 
-    rows, decision = decide(dict(params, seeds=seeds), pool)
+    rows, decision, _ = decide(dict(params, seeds=seeds), pool)
     target = params["target"]
     res = _common.RESULTS
     secs = {"baseline": 0.0, "screen": 0.0}

@@ -56,7 +56,31 @@ def run_pair(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs:
     sel = json.loads((project / "results/selection.json").read_text())
     report = json.loads((project / "results/report/metrics.json").read_text())
     return {"params_seeds": seeds, "wall_seconds": wall, "jobs": jobs, "selection": sel, "report": report,
-            "project": str(project)}
+            "project": str(project), "fit_health": fit_health(project)}
+
+
+def fit_health(project: Path) -> dict:
+    """αVIL's share fits in every screen and final of a finished project: how many, how many
+    stopped without converging, how many the merge guard kept out of training (docs/methods.md,
+    "The merge guard"); the report's warnings name each of them."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for stage in ("screen", "final"):
+        fits = unconverged = guarded = 0
+        for path in sorted((project / "results" / stage).glob("*/seed-*/weights.parquet")):
+            rows = pq.read_table(path).to_pylist()
+            first = {}
+            for r in rows:
+                first.setdefault(r["epoch"], r)
+            for r in first.values():
+                if r.get("fit_converged") is None:
+                    continue
+                fits += 1
+                unconverged += not r["fit_converged"]
+                guarded += r.get("merged_from") == "own"
+        out[stage] = {"fits": fits, "unconverged": unconverged, "guarded": guarded}
+    return out
 
 
 def checks(pair: str, res: dict) -> dict:
@@ -93,6 +117,11 @@ def table(results: dict) -> str:
         lines += ["", "| final | test mean ± std |", "|---|---|"]
         for m, t in test.items():
             lines.append(f"| {m} | {t['mean']:.4f} ± {t['std']:.4f} |")
+        if r.get("fit_health"):
+            h = r["fit_health"]
+            lines += ["", "αVIL share fits (one per epoch of every αVIL run): " + "; ".join(
+                f"{stage}s {v['fits']} (stopped without converging: {v['unconverged']}; kept out of training by "
+                f"the merge guard: {v['guarded']})" for stage, v in h.items()) + "."]
         lines += ["", "| check | result |", "|---|---|",
                   f"| positive control ({PAIRS[key.split('-')[0]]['positive']}) kept | {'pass' if c['positive_kept'] else 'FAIL'} |",
                   f"| shuffled labels dropped | {'pass' if c['shuffled_dropped'] else 'FAIL'} |",

@@ -112,7 +112,7 @@ def main() -> None:
             f"the others keep fixed weights: {', '.join(fixed) or 'none'}.")
     warnings = fit_warnings(fits)
     if warnings:
-        note += " αVIL share fits that did not converge: " + " | ".join(warnings) + "."
+        note += " αVIL share fits that did not converge or that the merge guard kept out of training: " + " | ".join(warnings) + "."
     figs = {
         "gains": Figure("fig-gains", "Screening gains", f"Mean paired gain of the target's dev {metric} per candidate with its "
                         f"{rule['confidence']:.0%} interval; green: selected, grey: dropped; labels give the weight (mean ± std).",

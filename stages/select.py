@@ -34,9 +34,10 @@ def _metric(summary: dict, split: str, metric: str, where: str) -> float:
                           f"(it predates train.dev_holdout or was damaged)") from None
 
 
-def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict]:
+def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict, list]:
     """The rule applied to the finished baseline and screening runs of `candidates` (and the null):
-    the selection table's rows and what selection.json records besides them. bench/bench_oracle.py
+    the selection table's rows, what selection.json records besides them, and the files read (for
+    the provenance). bench/bench_oracle.py
     calls it on a sub-pool, so the oracle judges the same decision the stage makes."""
     target = params["target"]
     meta = json.loads((_common.PREPARED / target / "meta.json").read_text())
@@ -81,16 +82,14 @@ def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict]:
         "candidates": rows,
         "null": {"dev": {str(k): v for k, v in null_dev.items()}, "weight": {str(k): v for k, v in null_weight.items()},
                  "weight_mean": null_w, **null},
-        "inputs": inputs,
     }
-    return rows, decision
+    return rows, decision, inputs
 
 
 def main() -> None:
     args = _common.parser(__doc__).parse_args()
     params = _common.load_params(args.params)
-    rows, decision = decide(params, params["candidates"])
-    inputs = decision.pop("inputs")
+    rows, decision, inputs = decide(params, params["candidates"])
     prov = artifacts.Provenance("select", {"select": params["select"], "target": params["target"],
                                            "candidates": params["candidates"], "seeds": params["seeds"]}, inputs)
     out = _common.RESULTS

@@ -459,14 +459,25 @@ def test_fit_warnings_name_the_share_fits_that_did_not_converge():
     (uniform) give no line."""
     from auxsel.report import fit_warnings
 
-    def row(epoch, converged, stop, step, temp, before):
+    def row(epoch, converged, stop, step, temp, before, source="fit"):
         return {"epoch": epoch, "task": "right", "fit_converged": converged, "fit_stop": stop, "fit_evals": 30 if stop == "budget" else 9,
-                "fit_grad_max": 0.0045, "step": step, "temperature": temp, "dev_loss_before": before}
+                "fit_grad_max": 0.0045, "step": step, "temperature": temp, "dev_loss_before": before, "merged_from": source}
 
     runs = {"final/avil_all seed 4": [row(1, False, "budget", 36.122, 21.654, 2.312), row(2, True, "value", 1.0, 1000.0, 40.221)],
             "screen/left seed 0": [row(1, True, "gradient", 0.9, 1.1, 2.30), row(2, True, "value", 1.0, 1.0, 1.9)],
-            "final/uniform_all seed 0": [{"epoch": 1, "task": "right", "weight": 1.0, "alpha": math.nan}]}
+            "final/uniform_all seed 0": [{"epoch": 1, "task": "right", "weight": 1.0, "alpha": math.nan}],
+            # today's code on the same epoch: the guard kept the mix out; a converged fit it guarded is named too
+            "guarded seed 4": [{**row(1, False, "budget", 36.122, 21.654, 2.312, "own"), "dev_loss_fit": 40.22, "dev_loss_own": 2.265},
+                               row(2, True, "value", 0.97, 0.57, 2.265),
+                               row(3, True, "value", 9.0, 8.0, 1.7, "own"), row(4, True, "value", 1.0, 1.0, 1.5)]}
     assert fit_warnings(runs) == [
         "final/avil_all seed 4, epoch 1: share fit stopped on budget after 30 evaluations (largest gradient entry 0.0045); "
-        "merged step 36.12× the target's update at temperature 21.65; the next epoch's fit started at dev loss 40.2 "
-        "(this one at 2.31)"]
+        "fitted step 36.12× the target's update at temperature 21.65; the next epoch's fit started at dev loss 40.2 "
+        "(this one at 2.31)",
+        "guarded seed 4, epoch 1: share fit stopped on budget after 30 evaluations (largest gradient entry 0.0045); "
+        "fitted step 36.12× the target's update at temperature 21.65; the merge guard trained on from the target's own "
+        "step (the fitted mix's untempered loss 40.2 was above both the epoch's start 2.31 and the target's own step "
+        "2.27); the next epoch's fit started at dev loss 2.27 (this one at 2.31)",
+        "guarded seed 4, epoch 3: share fit converged at step 9.00× the target's update at temperature 8.00; the merge "
+        "guard trained on from the target's own step (the fitted mix's untempered loss was above both the epoch's start "
+        "and the target's own step); the next epoch's fit started at dev loss 1.5 (this one at 1.7)"]

@@ -92,6 +92,12 @@ class AvilConfig:
             whose update hurts the fitting batch); False merges them as 0, so training never moves
             against an auxiliary task, and the read-out stays signed (default False: moving against
             a task made its next updates, and so its shares, noisier - bench/README.md §7).
+        merge_guard: "share": when the merged model's untempered loss on the fitting batch is above
+            both the loss before the epoch and the loss after the target's own update, train on from
+            the target's own update instead (the fit's shares still count). The profiled temperature
+            makes the fit's loss nearly flat along the step length (scaling the logits up can be
+            undone by the temperature), so a fit can merge an overlong step that leaves the model
+            itself at chance (default True; docs/methods.md, "The merge guard").
     """
 
     rho: float | None = None
@@ -116,6 +122,7 @@ class AvilConfig:
     fit_evals: int = 30
     temperature: bool = True
     merge_against: bool = False
+    merge_guard: bool = True
 
     _CHOICES = {
         "readout": ("share", "alpha"),
@@ -366,8 +373,9 @@ class Avil:
         fit = minimise(lambda b: obj(m @ b), torch.linalg.solve(m, v0), self.cfg.fit_tol, self.cfg.fit_evals,
                        self.cfg.fit_ftol)
         c = m @ fit["v"]
-        with torch.no_grad():
-            merged = obj.params(c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)]))
+        raw_own = obj.raw_losses[0]  # the first evaluation is at v0: the target's own update
+        merged, raw_fit, merged_from = self.merge(obj, c, raw_own, before)
+        raw_merged = raw_own if merged_from == "own" else raw_fit
         model.train()
         self.flat.set(merged)
         t2 = time.perf_counter()
@@ -386,12 +394,31 @@ class Avil:
                          "share": shares[k], "importance": self.share_sum[t] / self.fits, "coef": float(c[k]),
                          "step": step, "temperature": 1.0 / obj.beta,
                          "delta_norm": float(norms[k]), "cos_target": float(cos[k]),
-                         "dev_loss_before": before, "dev_loss_after": fit["loss"], "fit_iters": fit["iters"],
+                         "dev_loss_before": before, "dev_loss_after": fit["loss"], "dev_loss_own": raw_own,
+                         "dev_loss_fit": raw_fit, "dev_loss_merged": raw_merged, "merged_from": merged_from, "fit_iters": fit["iters"],
                          "fit_evals": fit["evals"], "fit_restarts": fit["restarts"],
                          "fit_grad_max": fit["grad_max"], "fit_stop": fit["stop"],
                          "fit_converged": fit["converged"],
                          "update_seconds": t1 - t0, "solve_seconds": t2 - t1})
         return rows
+
+    @torch.no_grad()
+    def merge(self, obj: ShareObjective, c: torch.Tensor, raw_own: float, before: float) -> tuple[torch.Tensor, float, str]:
+        """The parameters training goes on from, the fitted mix's untempered fitting loss, and
+        "fit" or "own" (which of the two training goes on from).
+
+        The fitted mix (negative auxiliary coefficients as 0 unless `merge_against`), unless
+        `merge_guard` finds it worse on the fitting batch than both not moving (`before`) and the
+        target's own step (`raw_own`): then the target's own step. The profiled temperature makes
+        the fit's loss nearly flat along the step length, so an unconverged fit can end at a step
+        the untempered model cannot use (measured: 36× the target's update, dev loss 40)."""
+        merged = obj.params(c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)]))
+        raw = obj.raw_loss(merged)
+        if self.cfg.merge_guard and not raw <= max(raw_own, before):
+            own = torch.zeros_like(c)
+            own[0] = 1.0
+            return obj.params(own), raw, "own"
+        return merged, raw, "fit"
 
     def trunk_norms(self) -> torch.Tensor:
         return self.deltas[:, : self.flat.shared].norm(dim=1)

@@ -36,6 +36,7 @@ class ShareObjective:
         self.model, self.flat, self.theta, self.amp = model, flat, theta, amp
         self.batch, self.labels, self.target, self.temperature = batch, labels, target, temperature
         self.beta = 1.0
+        self.raw_losses: list[float] = []  # the untempered loss at every evaluation, in call order
         s = flat.shared
         self.trunk = deltas[:, :s]
         norms = self.trunk.norm(dim=1)
@@ -63,6 +64,7 @@ class ShareObjective:
         params = self.flat.as_dict(self.params(c))
         with autocast(self.theta.device, self.amp):
             logits = upcast(functional_call(self.model, params, (self.batch, self.target)))
+        self.raw_losses.append(float(F.cross_entropy(logits.detach(), self.labels)))
         if self.temperature:
             # the temperature is profiled out: for these logits, the inverse temperature β that
             # minimises the loss (a 1-D convex problem, no network pass); by the envelope theorem
@@ -70,6 +72,14 @@ class ShareObjective:
             self.beta = inverse_temperature(logits.detach(), self.labels)
             logits = logits * self.beta
         return F.cross_entropy(logits, self.labels)
+
+    @torch.no_grad()
+    def raw_loss(self, params: torch.Tensor) -> float:
+        """The untempered fitting loss at flat parameters `params` (one forward pass): what the
+        model that training continues from actually scores."""
+        with autocast(self.theta.device, self.amp):
+            logits = upcast(functional_call(self.model, self.flat.as_dict(params), (self.batch, self.target)))
+        return float(F.cross_entropy(logits, self.labels))
 
 
 @torch.no_grad()

@@ -9,4 +9,4 @@ from __future__ import annotations
 from auxsel.report.tables import (bands, final_table, fit_warnings, format_final, format_screen, learned, mean_by_epoch,
                                   provenance_table, wide)
 
-__all__ = ["bands", "final_table", "format_final", "format_screen", "learned", "mean_by_epoch", "provenance_table", "wide"]
+__all__ = ["bands", "final_table", "fit_warnings", "format_final", "format_screen", "learned", "mean_by_epoch", "provenance_table", "wide"]

@@ -157,8 +157,9 @@ def provenance_table(records: list[tuple[str, dict[str, Any]]]) -> dict[str, Any
 
 
 def fit_warnings(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """One line per αVIL share fit that stopped without converging (`fit_converged` false), with the
-    step it merged, its temperature and the dev loss the next epoch started from.
+    """One line per αVIL share fit that stopped without converging (`fit_converged` false) or whose
+    mix the merge guard kept out of training (`merged_from` "own"), with the fitted step, its
+    temperature and the dev loss the next epoch started from.
 
     Why: a fit that runs out of evaluations can merge a step far outside what the epoch's updates
     support (measured: 36 times the target's update at temperature 21.7, after which the run sat at
@@ -170,11 +171,24 @@ def fit_warnings(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
         for r in rows:
             per_epoch.setdefault(int(r["epoch"]), r)
         for epoch, r in sorted(per_epoch.items()):
-            if "fit_converged" not in r or r["fit_converged"] is None or bool(r["fit_converged"]):
+            unconverged = "fit_converged" in r and r["fit_converged"] is not None and not bool(r["fit_converged"])
+            guarded = r.get("merged_from") == "own"
+            if not (unconverged or guarded):
                 continue
-            line = (f"{name}, epoch {epoch}: share fit stopped on {r.get('fit_stop', '?')} after {r.get('fit_evals', '?')} "
-                    f"evaluations (largest gradient entry {r.get('fit_grad_max', math.nan):.2g}); merged step "
-                    f"{r.get('step', math.nan):.2f}× the target's update at temperature {r.get('temperature', math.nan):.2f}")
+            fitted = (f"step {r.get('step', math.nan):.2f}× the target's update at temperature "
+                      f"{r.get('temperature', math.nan):.2f}")
+            if unconverged:
+                line = (f"{name}, epoch {epoch}: share fit stopped on {r.get('fit_stop', '?')} after {r.get('fit_evals', '?')} "
+                        f"evaluations (largest gradient entry {r.get('fit_grad_max', math.nan):.2g}); fitted {fitted}")
+            else:
+                line = f"{name}, epoch {epoch}: share fit converged at {fitted}"
+            if guarded:
+                if all(k in r for k in ("dev_loss_fit", "dev_loss_own", "dev_loss_before")):
+                    why = (f"the fitted mix's untempered loss {r['dev_loss_fit']:.3g} was above both the epoch's start "
+                           f"{r['dev_loss_before']:.3g} and the target's own step {r['dev_loss_own']:.3g}")
+                else:
+                    why = "the fitted mix's untempered loss was above both the epoch's start and the target's own step"
+                line += f"; the merge guard trained on from the target's own step ({why})"
             nxt = per_epoch.get(epoch + 1)
             if nxt is not None and "dev_loss_before" in nxt:
                 line += f"; the next epoch's fit started at dev loss {nxt['dev_loss_before']:.3g} (this one at {r['dev_loss_before']:.3g})"

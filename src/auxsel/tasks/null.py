@@ -17,7 +17,6 @@ from auxsel.params import NULL
 from auxsel.tasks.tensors import TaskData
 
 
-
 def null_size(candidate_sizes: list[int], target_size: int) -> int:
     """Sized like a typical candidate: the median of the candidates' training sizes (the target's
     when there are none)."""
