@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 METHODS = ["uniform", "diw", "avil", "avil_prev"]
-VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_against": True})}  # ablations of avil
+VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_against": True}),  # ablations of avil
+            "avil_unguarded": ("avil", {"merge_guard": False})}
 PAIRS = {
     "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},
     "b": {"name": "vision, target right", "config": "configs/vision_right.yaml", "positive": "right_more",
@@ -101,6 +102,7 @@ def worker(seed: int, methods: list[str]) -> None:
     train = _common.train_section(params)
     metric = tasks[target].metric
     eval_seed = derive_seed(g, "dev", target, seed)
+    data_seed = derive_seed(g, "data", target, seed)  # as stages._common.training_run: same target batches in every run
 
     def run(method: str, names: list[str], run_seed: int) -> dict:
         model = build_model(_common.model_spec(params), {n: tasks[n].num_classes for n in names},
@@ -109,7 +111,7 @@ def worker(seed: int, methods: list[str]) -> None:
         options = dict(PREVIOUS) if options == "PREVIOUS" else options
         t0 = time.perf_counter()
         r = run_method(name, model, {n: tasks[n] for n in names}, target, seed=run_seed, train=train,
-                       options=options, eval_seed=eval_seed)
+                       options=options, eval_seed=eval_seed, data_seed=data_seed)
         rows = [{k: v for k, v in w.items() if isinstance(v, (int, float, str, bool))} for w in r.weights]
         return {"dev": r.metrics["dev"][metric], "test": r.metrics["test"][metric], "weights": r.final_weights,
                 "rows": rows, "seconds": time.perf_counter() - t0}
@@ -233,7 +235,7 @@ def resolved_pairs(per_seed: dict[str, list[float]], level: float = 0.05) -> lis
 
 
 def importance(method: str, res: dict, aux: str) -> float:
-    if method in ("avil", "avil_against"):
+    if method in ("avil", "avil_against", "avil_unguarded"):
         return [r for r in res["rows"] if r["task"] == aux][-1]["importance"]
     return res["weights"][aux]
 
@@ -248,7 +250,7 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
     out = {"name": spec["name"], "seeds": [s["seed"] for s in seeds_out], "candidates": cands, "reference": ref,
            "reference_per_seed": ref_seeds, "reference_reliability": reliability(ref_seeds),
            "reference_resolved_pairs": resolved, "metric": seeds_out[0]["metric"], "methods": {}}
-    methods = [m for m in METHODS + ["avil_against"] if all(m in s[a] for s in seeds_out for a in cands)]
+    methods = [m for m in METHODS + ["avil_against", "avil_unguarded"] if all(m in s[a] for s in seeds_out for a in cands)]
     prev_dev = st.mean(s[a]["avil_prev"]["dev"] for s in seeds_out for a in cands) if "avil_prev" in methods else None
     for m in [m for m in methods if m != "uniform"]:
         imp = {a: [importance(m, s[a][m], a) for s in seeds_out] for a in cands}
@@ -328,8 +330,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + ["avil_against"],
-                    help="avil_against: avil with merge_against: true (an ablation)")
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + ["avil_against", "avil_unguarded"],
+                    help="avil_against: avil with merge_against: true; avil_unguarded: avil with merge_guard: false (ablations)")
     ap.add_argument("--jobs", type=int, default=2, help="seeds run at once (one core each)")
     ap.add_argument("--text-epochs", type=int, default=6)
     ap.add_argument("--frozen-encoder", action="store_true",

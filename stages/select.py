@@ -37,8 +37,8 @@ def _metric(summary: dict, split: str, metric: str, where: str) -> float:
 def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict, list]:
     """The rule applied to the finished baseline and screening runs of `candidates` (and the null):
     the selection table's rows, what selection.json records besides them, and the files read (for
-    the provenance). bench/bench_oracle.py
-    calls it on a sub-pool, so the oracle judges the same decision the stage makes."""
+    the provenance). bench/bench_oracle.py calls it on a sub-pool, so the oracle judges the same
+    decision the stage makes."""
     target = params["target"]
     meta = json.loads((_common.PREPARED / target / "meta.json").read_text())
     metric = meta["metric"]

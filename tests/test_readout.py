@@ -163,27 +163,31 @@ def test_share_does_not_move_with_the_targets_step_length():
     assert float(fit2["v"].abs().sum()) == pytest.approx(float(fit["v"].abs().sum()) / 2, rel=5e-2)  # the step halves
 
 
-def test_merge_guard_trains_on_from_the_targets_own_step_after_an_overlong_fit():
-    """The profiled temperature lets a fit end at a step the untempered model cannot use (pair b,
-    avil_all seed 4: 36× the target's update, dev loss 40, chance for 24 epochs). The guard keeps
-    such a merge out of training; a usable fit is merged as fitted."""
+def test_merge_guard_trains_on_from_the_targets_own_step_after_an_overlong_unconverged_fit():
+    """The profiled temperature lets a fit stop at a step the untempered model cannot use (pair b,
+    avil_all seed 4: out of evaluations at 36× the target's update, dev loss 40, chance for 24
+    epochs). The guard keeps such a merge out of training; a converged fit, and a usable one, are
+    merged as fitted."""
     plan, obj = _share_plan()
     own = torch.tensor([1.0, 0.0], dtype=torch.float64)
     raw_own, before = obj.raw_loss(obj.params(own)), float(obj.raw_loss(obj.theta))
     overlong = torch.tensor([36.0, 0.0], dtype=torch.float64)
     assert obj.raw_loss(obj.params(overlong)) > 2 * max(raw_own, before)  # the wreck the guard is for
-    merged, raw, source = plan.merge(obj, overlong, raw_own, before)
+    merged, raw, source = plan.merge(obj, overlong, raw_own, before, converged=False)
     assert source == "own" and raw > 2 * max(raw_own, before) and torch.equal(merged, obj.params(own))
-    # the fitted mix passes, and a negative auxiliary coefficient is merged as 0
+    # a converged fit is trusted (long cooled first-epoch steps are routine on text, and recover)
+    merged, raw, source = plan.merge(obj, overlong, raw_own, before, converged=True)
+    assert source == "fit" and torch.equal(merged, obj.params(overlong))
+    # a usable mix passes even unconverged, and a negative auxiliary coefficient is merged as 0
     fit = minimise(obj, own.clone(), AvilConfig().fit_tol, 200, AvilConfig().fit_ftol)
-    merged, raw, source = plan.merge(obj, fit["v"], raw_own, before)
+    merged, raw, source = plan.merge(obj, fit["v"], raw_own, before, converged=False)
     assert source == "fit" and raw <= max(raw_own, before) and torch.equal(merged, obj.params(fit["v"].clamp_min(0.0)))
     against = torch.tensor([1.0, -0.5], dtype=torch.float64)
-    merged, _, source = plan.merge(obj, against, raw_own, before)
+    merged, _, source = plan.merge(obj, against, raw_own, before, converged=False)
     assert source == "fit" and torch.equal(merged, obj.params(own))
     # without the guard the overlong step is what training would go on from
     unguarded = Avil(AvilConfig(merge_guard=False), plan.weights)
-    merged, raw, source = unguarded.merge(obj, overlong, raw_own, before)
+    merged, raw, source = unguarded.merge(obj, overlong, raw_own, before, converged=False)
     assert source == "fit" and raw > 2 * max(raw_own, before)
 
 
@@ -202,8 +206,7 @@ def test_share_rows_report_the_fit():
                 assert w["fit_grad_max"] <= AvilConfig().fit_tol
             assert w["fit_evals"] >= 1 and w["temperature"] > 0 and w["step"] > 0
         assert rows[0]["weight"] == 1.0
-        # the merged model's loss is what the next epoch starts from; the guard held
-        assert rows[0]["dev_loss_merged"] <= max(rows[0]["dev_loss_own"], rows[0]["dev_loss_before"])
+        # the merged model's loss is what the next epoch starts from
         assert rows[0]["dev_loss_merged"] == (rows[0]["dev_loss_own"] if rows[0]["merged_from"] == "own"
                                               else rows[0]["dev_loss_fit"])
         if e == 2:

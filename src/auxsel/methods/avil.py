@@ -92,12 +92,13 @@ class AvilConfig:
             whose update hurts the fitting batch); False merges them as 0, so training never moves
             against an auxiliary task, and the read-out stays signed (default False: moving against
             a task made its next updates, and so its shares, noisier - bench/README.md §7).
-        merge_guard: "share": when the merged model's untempered loss on the fitting batch is above
-            both the loss before the epoch and the loss after the target's own update, train on from
-            the target's own update instead (the fit's shares still count). The profiled temperature
-            makes the fit's loss nearly flat along the step length (scaling the logits up can be
-            undone by the temperature), so a fit can merge an overlong step that leaves the model
-            itself at chance (default True; docs/methods.md, "The merge guard").
+        merge_guard: "share": when a fit stops without converging and its mix's untempered loss on
+            the fitting batch is above both the loss before the epoch and the loss after the target's
+            own update, train on from the target's own update instead (the fit's shares still
+            count). The profiled temperature makes the fit's loss nearly flat along the step length
+            (scaling the logits up can be undone by the temperature), so an unconverged fit can stop
+            at an overlong step that leaves the model itself at chance (default True; docs/methods.md,
+            "The merge guard").
     """
 
     rho: float | None = None
@@ -374,7 +375,7 @@ class Avil:
                        self.cfg.fit_ftol)
         c = m @ fit["v"]
         raw_own = obj.raw_losses[0]  # the first evaluation is at v0: the target's own update
-        merged, raw_fit, merged_from = self.merge(obj, c, raw_own, before)
+        merged, raw_fit, merged_from = self.merge(obj, c, raw_own, before, fit["converged"])
         raw_merged = raw_own if merged_from == "own" else raw_fit
         model.train()
         self.flat.set(merged)
@@ -403,18 +404,22 @@ class Avil:
         return rows
 
     @torch.no_grad()
-    def merge(self, obj: ShareObjective, c: torch.Tensor, raw_own: float, before: float) -> tuple[torch.Tensor, float, str]:
+    def merge(self, obj: ShareObjective, c: torch.Tensor, raw_own: float, before: float,
+              converged: bool) -> tuple[torch.Tensor, float, str]:
         """The parameters training goes on from, the fitted mix's untempered fitting loss, and
         "fit" or "own" (which of the two training goes on from).
 
         The fitted mix (negative auxiliary coefficients as 0 unless `merge_against`), unless
-        `merge_guard` finds it worse on the fitting batch than both not moving (`before`) and the
-        target's own step (`raw_own`): then the target's own step. The profiled temperature makes
-        the fit's loss nearly flat along the step length, so an unconverged fit can end at a step
-        the untempered model cannot use (measured: 36× the target's update, dev loss 40)."""
+        `merge_guard` finds a fit that did not converge whose mix is worse on the fitting batch
+        than both not moving (`before`) and the target's own step (`raw_own`): then the target's
+        own step. The profiled temperature makes the fit's loss nearly flat along the step length,
+        so an unconverged fit can stop at a step the untempered model cannot use (measured: 36×
+        the target's update, dev loss 40, chance for the rest of the run). Converged fits are
+        merged as fitted: their long, cooled first-epoch steps are routine on the frozen-encoder
+        text pool and training recovers from them (docs/methods.md, "The merge guard")."""
         merged = obj.params(c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)]))
         raw = obj.raw_loss(merged)
-        if self.cfg.merge_guard and not raw <= max(raw_own, before):
+        if self.cfg.merge_guard and not converged and not raw <= max(raw_own, before):
             own = torch.zeros_like(c)
             own[0] = 1.0
             return obj.params(own), raw, "own"
