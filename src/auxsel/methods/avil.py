@@ -374,7 +374,7 @@ class Avil:
         fit = minimise(lambda b: obj(m @ b), torch.linalg.solve(m, v0), self.cfg.fit_tol, self.cfg.fit_evals,
                        self.cfg.fit_ftol)
         c = m @ fit["v"]
-        raw_own = obj.raw_losses[0]  # the first evaluation is at v0: the target's own update
+        raw_own = obj.raw_start  # the first evaluation is at v0: the target's own update
         merged, raw_fit, merged_from = self.merge(obj, c, raw_own, before, fit["converged"])
         raw_merged = raw_own if merged_from == "own" else raw_fit
         model.train()

@@ -36,7 +36,7 @@ class ShareObjective:
         self.model, self.flat, self.theta, self.amp = model, flat, theta, amp
         self.batch, self.labels, self.target, self.temperature = batch, labels, target, temperature
         self.beta = 1.0
-        self.raw_losses: list[float] = []  # the untempered loss at every evaluation, in call order
+        self.raw_start: float | None = None  # the untempered loss at the first evaluation (the fit's start)
         s = flat.shared
         self.trunk = deltas[:, :s]
         norms = self.trunk.norm(dim=1)
@@ -64,7 +64,8 @@ class ShareObjective:
         params = self.flat.as_dict(self.params(c))
         with autocast(self.theta.device, self.amp):
             logits = upcast(functional_call(self.model, params, (self.batch, self.target)))
-        self.raw_losses.append(float(F.cross_entropy(logits.detach(), self.labels)))
+        if self.raw_start is None:
+            self.raw_start = float(F.cross_entropy(logits.detach(), self.labels))
         if self.temperature:
             # the temperature is profiled out: for these logits, the inverse temperature β that
             # minimises the loss (a 1-D convex problem, no network pass); by the envelope theorem
