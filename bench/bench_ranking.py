@@ -53,7 +53,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 METHODS = ["uniform", "diw", "avil", "avil_prev"]
 VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_against": True}),  # ablations of avil
-            "avil_unguarded": ("avil", {"merge_guard": False})}
+            "avil_unguarded": ("avil", {"merge_guard": False}),
+            "avil_tfixed": ("avil", {"temperature_fixed": True}),  # the temperature solved at the target's own step, held
+            "avil_untempered": ("avil", {"temperature": False}),
+            "avil_ftol4": ("avil", {"fit_ftol": 1e-4})}  # a fit stopped when an iteration gains < 1e-4 nats
+ABLATIONS = [m for m in VARIANTS if m not in METHODS]
 PAIRS = {
     "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},
     "b": {"name": "vision, target right", "config": "configs/vision_right.yaml", "positive": "right_more",
@@ -235,7 +239,7 @@ def resolved_pairs(per_seed: dict[str, list[float]], level: float = 0.05) -> lis
 
 
 def importance(method: str, res: dict, aux: str) -> float:
-    if method in ("avil", "avil_against", "avil_unguarded"):
+    if method == "avil" or method in ABLATIONS:  # the share read-out: mean share over epochs
         return [r for r in res["rows"] if r["task"] == aux][-1]["importance"]
     return res["weights"][aux]
 
@@ -250,7 +254,7 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
     out = {"name": spec["name"], "seeds": [s["seed"] for s in seeds_out], "candidates": cands, "reference": ref,
            "reference_per_seed": ref_seeds, "reference_reliability": reliability(ref_seeds),
            "reference_resolved_pairs": resolved, "metric": seeds_out[0]["metric"], "methods": {}}
-    methods = [m for m in METHODS + ["avil_against", "avil_unguarded"] if all(m in s[a] for s in seeds_out for a in cands)]
+    methods = [m for m in METHODS + ABLATIONS if all(m in s[a] for s in seeds_out for a in cands)]
     prev_dev = st.mean(s[a]["avil_prev"]["dev"] for s in seeds_out for a in cands) if "avil_prev" in methods else None
     for m in [m for m in methods if m != "uniform"]:
         imp = {a: [importance(m, s[a][m], a) for s in seeds_out] for a in cands}
@@ -330,8 +334,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + ["avil_against", "avil_unguarded"],
-                    help="avil_against: avil with merge_against: true; avil_unguarded: avil with merge_guard: false (ablations)")
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + ABLATIONS,
+                    help="ablations of avil: " + "; ".join(f"{m}: {VARIANTS[m][1]}" for m in ABLATIONS))
     ap.add_argument("--jobs", type=int, default=2, help="seeds run at once (one core each)")
     ap.add_argument("--text-epochs", type=int, default=6)
     ap.add_argument("--frozen-encoder", action="store_true",

@@ -10,11 +10,15 @@ not the committed one or a final method's mean test metric differs by more than 
 (default 0.005, i.e. 10 of the 2,000 test images; reruns on this machine were bit-identical, so any
 difference here is a stale README or a change of machine kind - float sums can differ between CPU
 instruction sets, which the tolerance absorbs while a stale README after a method change does not).
+It also prints how far the rerun is from bit-identity (every number of the selection and the
+report compared exactly) beside both machines' fingerprints (CPU model, the instruction set torch
+dispatches to, VM boot id): the record of whether results are bit-identical across machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -46,7 +50,11 @@ def main() -> None:
     rows = pq.read_table(project / "results/selection.parquet").to_pylist()
     report = json.loads((project / "results/report/metrics.json").read_text())
     if args.check:
-        problems = compare(json.loads((ROOT / "bench/results/default_run.json").read_text()), sel, report, args.tolerance)
+        saved = json.loads((ROOT / "bench/results/default_run.json").read_text())
+        problems = compare(saved, sel, report, args.tolerance)
+        print(bit_identity(saved, sel, report))
+        print(f"committed run's machine: {json.dumps(saved.get('machine', 'not recorded'), sort_keys=True)}")
+        print(f"this machine:            {json.dumps(machine(), sort_keys=True)}")
         for p in problems:
             print(f"default run differs from bench/results/default_run.json (README): {p}")
         if problems:
@@ -88,7 +96,54 @@ def main() -> None:
     out = ROOT / "bench" / "results"
     (out / "default_run.md").write_text(text)
     (out / "default_run.json").write_text(json.dumps({"wall_seconds": wall, "jobs": jobs, "selection": sel,
-                                                      "report": report, "project": str(project)}, indent=1))
+                                                      "report": report, "project": str(project),
+                                                      "machine": machine()}, indent=1))
+
+
+def machine() -> dict[str, str]:
+    """What decides whether CPU float results can differ: the CPU model and feature flags, the
+    instruction set torch dispatches its kernels to, torch's version; the boot id tells one VM
+    instance from another (the same id: a rerun on the same machine)."""
+    import torch
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ""
+
+    info = read("/proc/cpuinfo")
+    field = lambda name: next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith(name)), "")  # noqa: E731
+    flags = " ".join(sorted(field("flags").split()))
+    return {"cpu": field("model name") or platform.processor(), "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest()[:16],
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            "boot_id": read("/proc/sys/kernel/random/boot_id").strip()}
+
+
+def numbers(obj, path: str = "") -> dict[str, float]:
+    """Every number in a JSON tree, by path."""
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() for k, v in numbers(val, f"{path}.{key}").items()}
+    if isinstance(obj, list):
+        return {k: v for i, val in enumerate(obj) for k, v in numbers(val, f"{path}[{i}]").items()}
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return {path: float(obj)}
+    return {}
+
+
+def bit_identity(saved: dict, sel: dict, report: dict) -> str:
+    """One line: whether every number of the rerun's selection and report equals the committed one
+    exactly, else how many differ and the largest difference."""
+    old = {**numbers(saved["selection"], "selection"), **numbers(saved["report"], "report")}
+    new = {**numbers(sel, "selection"), **numbers(report, "report")}
+    common = sorted(set(old) & set(new))
+    diffs = {k: abs(old[k] - new[k]) for k in common if old[k] != new[k]}
+    if not diffs and set(old) == set(new):
+        return f"bit-identical to the committed run: all {len(common)} numbers of the selection and report equal"
+    worst = max(diffs, key=diffs.get) if diffs else None
+    return (f"not bit-identical: {len(diffs)} of {len(common)} numbers differ"
+            + (f", largest |diff| {diffs[worst]:.3g} at {worst}" if worst else "")
+            + (f"; {len(set(old) ^ set(new))} numbers in only one of the runs" if set(old) != set(new) else ""))
 
 
 def compare(saved: dict, sel: dict, report: dict, tol: float) -> list[str]:

@@ -49,3 +49,13 @@ def test_the_ci_check_of_the_default_run_catches_a_stale_readme():
         f"{method} test mean {moved['test'][method]['mean']:.4f}, README {report['test'][method]['mean']:.4f} (tolerance 0.005)"]
     other = dict(sel, selected=sel["selected"] + ["shuffled"])
     assert compare(saved, other, report, 0.005)[0].startswith("selected [")
+    # the bit-identity record beside it: every number of the selection and report compared exactly
+    from default_run import bit_identity
+
+    n = bit_identity(saved, sel, report)
+    assert n.startswith("bit-identical to the committed run: all ") and int(n.split("all ")[1].split()[0]) > 50
+    nudged = json.loads(json.dumps(sel))
+    nudged["candidates"][0]["weight_mean"] += 1e-12  # far inside the tolerance, not bit-identical
+    assert bit_identity(saved, nudged, report) == (
+        "not bit-identical: 1 of {} numbers differ, largest |diff| 1e-12 at selection.candidates[0].weight_mean"
+        .format(int(n.split("all ")[1].split()[0])))

@@ -163,6 +163,26 @@ def test_share_does_not_move_with_the_targets_step_length():
     assert float(fit2["v"].abs().sum()) == pytest.approx(float(fit["v"].abs().sum()) / 2, rel=5e-2)  # the step halves
 
 
+def test_a_fixed_temperature_is_the_one_at_the_targets_own_step_and_makes_an_overlong_step_cost():
+    """`temperature_fixed`: β is solved once, at the fit's first point (the target's own step), and
+    held; the profiled β is re-solved at every point, which lets a longer step's sharper logits be
+    cooled back down (the step length the merge guard has to police)."""
+    plan, profiled = _share_plan()
+    fixed = ShareObjective(profiled.model, plan.flat, profiled.theta, plan.deltas.clone(),
+                           profiled.batch, profiled.labels, "left", True, fixed_temperature=True)
+    own, overlong = (torch.tensor([k, 0.0], dtype=torch.float64) for k in (1.0, 8.0))
+    with torch.no_grad():
+        at_own = float(fixed(own)), float(profiled(own))
+        beta_own = fixed.beta
+        assert beta_own == profiled.beta  # the same temperature where the fit starts
+        far_fixed, far_profiled = float(fixed(overlong)), float(profiled(overlong))
+    assert fixed.beta == beta_own and profiled.beta != beta_own
+    logits = torch.func.functional_call(fixed.model, plan.flat.as_dict(fixed.params(overlong)), (fixed.batch, "left"))
+    assert far_fixed == pytest.approx(float(torch.nn.functional.cross_entropy(beta_own * logits, fixed.labels)), rel=1e-9)
+    # held fixed, the overlong step pays for its over-confidence; profiled, the temperature hides it
+    assert far_fixed - at_own[0] > 2 * (far_profiled - at_own[1]) > 0
+
+
 def test_merge_guard_trains_on_from_the_targets_own_step_after_an_overlong_unconverged_fit():
     """The profiled temperature lets a fit stop at a step the untempered model cannot use (pair b,
     avil_all seed 4: out of evaluations at 36× the target's update, dev loss 40, chance for 24

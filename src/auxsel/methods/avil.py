@@ -88,6 +88,11 @@ class AvilConfig:
         fit_evals: "share": most dev-loss evaluations (forward + backward) per fit (default 30).
         temperature: "share": profile out a logit temperature in the fit, so a change of confidence
             alone earns no share (default True).
+        temperature_fixed: "share": solve the temperature once per fit, at the target's own step
+            (the fit's start), and hold it while the coefficients are fitted. A temperature profiled
+            at every point leaves the step length nearly undetermined (logits scaled up by a longer
+            step are scaled back down); held fixed, a step that overshoots costs what it costs the
+            model (default False).
         merge_against: "share": True merges negative coefficients as fitted (moves against a task
             whose update hurts the fitting batch); False merges them as 0, so training never moves
             against an auxiliary task, and the read-out stays signed (default False: moving against
@@ -122,6 +127,7 @@ class AvilConfig:
     fit_ftol: float = 1e-5
     fit_evals: int = 30
     temperature: bool = True
+    temperature_fixed: bool = False
     merge_against: bool = False
     merge_guard: bool = True
 
@@ -362,7 +368,7 @@ class Avil:
         self.task_updates(run, theta)
         t1 = time.perf_counter()
         obj = ShareObjective(model, self.flat, theta, self.deltas, self.dev_inputs, self.dev_labels, self.target,
-                             self.cfg.temperature, amp=run.cfg.amp)
+                             self.cfg.temperature, amp=run.cfg.amp, fixed_temperature=self.cfg.temperature_fixed)
         v0 = torch.zeros(self.K, dtype=theta.dtype, device=theta.device)
         v0[0] = 1.0  # the target's own update: a start that no weight or earlier epoch moves
         model.eval()

@@ -32,10 +32,12 @@ class ShareObjective:
 
     def __init__(self, model, flat: FlatParams, theta: torch.Tensor, deltas: torch.Tensor,
                  batch: dict[str, torch.Tensor], labels: torch.Tensor, target: str, temperature: bool,
-                 amp: bool = False) -> None:
+                 amp: bool = False, fixed_temperature: bool = False) -> None:
         self.model, self.flat, self.theta, self.amp = model, flat, theta, amp
+        self.fixed_temperature = fixed_temperature  # β solved at the first evaluation only, then held
         self.batch, self.labels, self.target, self.temperature = batch, labels, target, temperature
         self.beta = 1.0
+        self.solved = False
         self.raw_start: float | None = None  # the untempered loss at the first evaluation (the fit's start)
         s = flat.shared
         self.trunk = deltas[:, :s]
@@ -70,7 +72,9 @@ class ShareObjective:
             # the temperature is profiled out: for these logits, the inverse temperature β that
             # minimises the loss (a 1-D convex problem, no network pass); by the envelope theorem
             # the gradient in c at β*(c) is the gradient of the profiled loss
-            self.beta = inverse_temperature(logits.detach(), self.labels)
+            if not (self.fixed_temperature and self.solved):
+                self.beta = inverse_temperature(logits.detach(), self.labels)
+                self.solved = True
             logits = logits * self.beta
         return F.cross_entropy(logits, self.labels)
 
