@@ -244,6 +244,29 @@ def importance(method: str, res: dict, aux: str) -> float:
     return res["weights"][aux]
 
 
+def share_fit_stats(runs: list[dict], aux_of: list[str]) -> dict | None:
+    """How the share fits of these screens went, over every epoch: the share of fits that stopped at
+    their start after one evaluation (the candidate's share exactly 0), of candidate shares beyond
+    ±0.8 (the target's coefficient near 0: a ratio of small numbers), the fitted step's median and
+    90th percentile (in target-update lengths), and the median untempered gain of the fitted mix
+    over the target's own step on the fitting batch (nats): how much the fit found to read."""
+    epochs = []
+    for run, aux in zip(runs, aux_of):
+        rows = run.get("rows", [])
+        if not rows or "share" not in rows[0] or "dev_loss_own" not in rows[0]:
+            return None
+        for e in sorted({r["epoch"] for r in rows}):
+            here = {r["task"]: r for r in rows if r["epoch"] == e}
+            c = here[aux]
+            epochs.append((c["fit_evals"] == 1, abs(c["share"]) > 0.8, c["step"], c["dev_loss_own"] - c["dev_loss_fit"]))
+    if not epochs:
+        return None
+    steps = sorted(e[2] for e in epochs)
+    return {"fits": len(epochs), "one_evaluation": st.mean(e[0] for e in epochs), "saturated": st.mean(e[1] for e in epochs),
+            "step_median": st.median(steps), "step_p90": steps[int(0.9 * (len(steps) - 1))],
+            "gain_over_own_median": st.median(e[3] for e in epochs)}
+
+
 def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]) -> dict:
     spec = PAIRS[pair]
     cands, pos, shuf = params["candidates"], spec["positive"], spec["shuffled"]
@@ -275,7 +298,9 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
                              "shuffled_below_neutral": below_neutral, "shuffled_below_zero_share": below_zero,
                              "spearman": rho, "dev": dev, "resolved_alike": alike,
                              "importance_reliability": reliability(imp),
-                             "seconds_per_screen": secs, "checks": checks, "pass": all(checks.values())}
+                             "seconds_per_screen": secs, "checks": checks, "pass": all(checks.values()),
+                             "fit_health": share_fit_stats([s[a][m] for s in seeds_out for a in cands],
+                                                      [a for _ in seeds_out for a in cands])}
     out["methods"]["uniform"] = {"dev": st.mean(s[a]["uniform"]["dev"] for s in seeds_out for a in cands),
                                  "seconds_per_screen": st.mean(s[a]["uniform"]["seconds"] for s in seeds_out for a in cands)}
     return out
@@ -321,6 +346,14 @@ def table(results: dict) -> str:
             lines.append("| (stricter, not a check) shuffled share < 0 | " + " | ".join(
                 f"{r['methods'][m]['shuffled_below_zero_share']}/{n}" if r["methods"][m].get("shuffled_below_zero_share") is not None
                 else "—" for m in ms) + " | — |")
+        if any(r["methods"][m].get("fit_health") for m in ms):
+            fh = lambda m, f: f(r["methods"][m]["fit_health"]) if r["methods"][m].get("fit_health") else "—"  # noqa: E731
+            lines.append("| (fits) stopped at the start / share beyond ±0.8 | " + " | ".join(
+                fh(m, lambda h: f"{h['one_evaluation']:.0%} / {h['saturated']:.0%}") for m in ms) + " | — |")
+            lines.append("| (fits) step median / p90, in target-update lengths | " + " | ".join(
+                fh(m, lambda h: f"{h['step_median']:.1f} / {h['step_p90']:.1f}") for m in ms) + " | — |")
+            lines.append("| (fits) untempered gain of the fit over the target's own step, median (nats) | " + " | ".join(
+                fh(m, lambda h: f"{h['gain_over_own_median']:+.4f}") for m in ms) + " | — |")
         lines.append(f"| screening dev {r['metric']} (mean) | " + " | ".join(
             f"{r['methods'][m]['dev']:.4f}" for m in r["methods"]) + " |")
         lines.append("| seconds per screen | " + " | ".join(

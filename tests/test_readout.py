@@ -272,3 +272,23 @@ def test_diw_step_sizes_are_adamws():
     st = plan.opt.state[p]
     v_hat = st["exp_avg_sq"].reshape(-1) / (1 - 0.999 ** float(st["step"]))
     assert torch.allclose(steps[: p.numel()], cfg.lr / (v_hat.sqrt() + 1e-8))
+
+
+def test_ranking_bench_summarises_how_the_share_fits_went():
+    """bench_ranking's "(fits)" rows: fits stopped at their start, saturated shares, step, gain."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_ranking import share_fit_stats
+
+    def row(epoch, task, share, evals, step, own, fit):
+        return {"epoch": epoch, "task": task, "share": share, "fit_evals": evals, "step": step,
+                "dev_loss_own": own, "dev_loss_fit": fit}
+
+    run = {"rows": [row(1, "t", 1.0, 1, 1.0, 0.5, 0.5), row(1, "a", 0.0, 1, 1.0, 0.5, 0.5),
+                    row(2, "t", 0.1, 9, 10.0, 0.4, 0.3), row(2, "a", -0.9, 9, 10.0, 0.4, 0.3)]}
+    h = share_fit_stats([run], ["a"])
+    assert h == {"fits": 2, "one_evaluation": 0.5, "saturated": 0.5, "step_median": 5.5, "step_p90": 1.0,
+                 "gain_over_own_median": pytest.approx(0.05)}
+    assert share_fit_stats([{"rows": [{"epoch": 1, "task": "a", "weight": 1.0}]}], ["a"]) is None  # α read-out rows
