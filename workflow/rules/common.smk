@@ -164,6 +164,15 @@ def prepare_inputs(task):
     return archive_of(task) + encoder_inputs() + auxsel_params.local_files(PARAMS["tasks"][task])
 
 
+def final_inputs(method):
+    """The selection only for the final methods that read it (stages.final.SELECTED): `single` and
+    the `*_all` methods train on the target or the whole pool, so they can run beside the screens
+    instead of waiting for the last one."""
+    from stages.final import SELECTED
+
+    return [P("results/selection.json")] if method in SELECTED else []
+
+
 def final_methods():
     return PARAMS["final"]["methods"]
 

@@ -49,7 +49,7 @@ rule final:
     input:
         CODE,
         task_data([TARGET, *CANDIDATES]),
-        P("results/selection.json"),
+        lambda w: final_inputs(w.method),
     output:
         directory(P("results/final/{method}/seed-{seed}")),
     params:
