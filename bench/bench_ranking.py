@@ -35,8 +35,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
+import random
 import shutil
 import statistics as st
 import subprocess
@@ -56,7 +58,9 @@ VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_
             "avil_unguarded": ("avil", {"merge_guard": False}),
             "avil_tfixed": ("avil", {"temperature_fixed": True}),  # the temperature solved at the target's own step, held
             "avil_untempered": ("avil", {"temperature": False}),
-            "avil_ftol4": ("avil", {"fit_ftol": 1e-4})}  # a fit stopped when an iteration gains < 1e-4 nats
+            "avil_ftol4": ("avil", {"fit_ftol": 1e-4}),  # a fit stopped when an iteration gains < 1e-4 nats
+            "avil_ownstep": ("avil", {"merge_step": "own"}),  # merged at the target's own step length
+            "avil_balanced": ("avil", {"fit_loss": "balanced"})}  # class-balanced fitting loss
 ABLATIONS = [m for m in VARIANTS if m not in METHODS]
 PAIRS = {
     "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},
@@ -117,7 +121,8 @@ def worker(seed: int, methods: list[str]) -> None:
         r = run_method(name, model, {n: tasks[n] for n in names}, target, seed=run_seed, train=train,
                        options=options, eval_seed=eval_seed, data_seed=data_seed)
         rows = [{k: v for k, v in w.items() if isinstance(v, (int, float, str, bool))} for w in r.weights]
-        return {"dev": r.metrics["dev"][metric], "test": r.metrics["test"][metric], "weights": r.final_weights,
+        return {"dev": r.metrics["dev"][metric], "test": r.metrics["test"][metric],
+                "holdout": r.metrics.get("holdout", {}).get(metric), "weights": r.final_weights,
                 "rows": rows, "seconds": time.perf_counter() - t0}
 
     path = Path(f"ranking/seed-{seed}.json")
@@ -208,22 +213,42 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(stats.spearmanr(x, y).statistic)
 
 
-def reliability(per_seed: dict[str, list[float]]) -> dict | None:
+def reliability(per_seed: dict[str, list[float]], max_splits: int = 2000) -> dict | None:
     """How far the candidates' mean ranking is from noise: the Spearman between the means over two
-    halves of the seeds, averaged over every split, and Spearman-Brown's step-up to all n seeds.
+    halves of the seeds, averaged over every split (over `max_splits` splits drawn with a fixed seed
+    when there are more: 20 seeds have 92,378), and Spearman-Brown's step-up to all n seeds.
     Two noisy measures of one ranking correlate at most ~√(rel_1·rel_2): a method that ranks
     perfectly expects Spearman ≈ √(reference reliability) against the reference."""
     n = len(next(iter(per_seed.values())))
     if n < 4:
         return None
+    halves = list(itertools.combinations(range(n), n // 2)) if math.comb(n, n // 2) <= max_splits else None
+    if halves is None:
+        rng = random.Random(0)
+        halves = [tuple(sorted(rng.sample(range(n), n // 2))) for _ in range(max_splits)]
     rs = []
-    for half in itertools.combinations(range(n), n // 2):
+    for half in halves:
         rest = [i for i in range(n) if i not in half]
         rs.append(spearman([st.mean(v[i] for i in half) for v in per_seed.values()],
                            [st.mean(v[i] for i in rest) for v in per_seed.values()]))
     r = st.mean(rs)
     full = 2 * r / (1 + r) if r > 0 else r
-    return {"split_half": r, "all_seeds": full, "ceiling": max(full, 0.0) ** 0.5}
+    return {"split_half": r, "all_seeds": full, "ceiling": max(full, 0.0) ** 0.5, "splits": len(halves)}
+
+
+def dev_read(seeds_out: list[dict], cands: list[str], ref: dict[str, float]) -> dict:
+    """What the target's dev data can tell: uniform's own paired gains over single-task measured on
+    dev instead of test, and their Spearman against the (test) reference. "dev" is the half that the
+    fits read and the best epoch is chosen on; "holdout" the half that only judges (seed files from
+    before it was recorded have none). A read-out of the target's dev data is not expected to rank the
+    candidates better than the dev measurement of the very effect the reference measures on test."""
+    out = {}
+    for split in ("dev", "holdout"):
+        if all(s[a]["uniform"].get(split) is not None and s["single"].get(split) is not None
+               for s in seeds_out for a in cands):
+            gains = {a: st.mean(s[a]["uniform"][split] - s["single"][split] for s in seeds_out) for a in cands}
+            out[split] = {"gains": gains, "spearman": spearman([gains[a] for a in cands], [ref[a] for a in cands])}
+    return out
 
 
 def resolved_pairs(per_seed: dict[str, list[float]], level: float = 0.05) -> list[tuple[str, str]]:
@@ -276,8 +301,10 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
     resolved = resolved_pairs(ref_seeds)
     out = {"name": spec["name"], "seeds": [s["seed"] for s in seeds_out], "candidates": cands, "reference": ref,
            "reference_per_seed": ref_seeds, "reference_reliability": reliability(ref_seeds),
-           "reference_resolved_pairs": resolved, "metric": seeds_out[0]["metric"], "methods": {}}
-    methods = [m for m in METHODS + ABLATIONS if all(m in s[a] for s in seeds_out for a in cands)]
+           "reference_resolved_pairs": resolved, "dev_read": dev_read(seeds_out, cands, ref),
+           "metric": seeds_out[0]["metric"], "methods": {}}
+    # the methods asked for that every seed file has (a file may hold more: runs add methods to it)
+    methods = [m for m in METHODS + ABLATIONS if m in methods and all(m in s[a] for s in seeds_out for a in cands)]
     prev_dev = st.mean(s[a]["avil_prev"]["dev"] for s in seeds_out for a in cands) if "avil_prev" in methods else None
     for m in [m for m in methods if m != "uniform"]:
         imp = {a: [importance(m, s[a][m], a) for s in seeds_out] for a in cands}
@@ -292,11 +319,14 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
         checks = {"positive_top": top >= n - 1, "shuffled_below_positive": below_pos == n,
                   "shuffled_below_neutral": below_neutral >= n - 1, "spearman": rho >= 0.8 - 1e-9,
                   "dev_vs_avil_prev": prev_dev is None or dev >= prev_dev - 0.005}
+        # what runs at the default 5 seeds would have scored against this (longer) reference
+        blocks = [spearman([st.mean(imp[a][i:i + 5]) for a in cands], [ref[a] for a in cands])
+                  for i in range(0, n - 4, 5)] if n >= 10 else None
         secs = st.mean(s[a][m]["seconds"] for s in seeds_out for a in cands)
         out["methods"][m] = {"importance": {a: [st.mean(v), st.stdev(v) if n > 1 else 0.0] for a, v in imp.items()},
                              "positive_top": top, "shuffled_below_positive": below_pos,
                              "shuffled_below_neutral": below_neutral, "shuffled_below_zero_share": below_zero,
-                             "spearman": rho, "dev": dev, "resolved_alike": alike,
+                             "spearman": rho, "spearman_5_seed_blocks": blocks, "dev": dev, "resolved_alike": alike,
                              "importance_reliability": reliability(imp),
                              "seconds_per_screen": secs, "checks": checks, "pass": all(checks.values()),
                              "fit_health": share_fit_stats([s[a][m] for s in seeds_out for a in cands],
@@ -326,6 +356,13 @@ def table(results: dict) -> str:
                       f"that ranks perfectly expects Spearman ≈ {rel['ceiling']:.2f} against this reference. "
                       f"Candidate pairs the reference resolves (paired t-test over seeds, p < 0.05): "
                       + (", ".join(f"{a} > {b}" for a, b in r["reference_resolved_pairs"]) or "none") + "."]
+        for split, what in (("dev", "on the half of dev that the fits read"), ("holdout", "on the held-out half of dev")):
+            d = r.get("dev_read", {}).get(split)
+            if d:
+                lines += ["", f"Dev read: uniform's own gains measured {what} instead of test rank the candidates at "
+                          f"Spearman {d['spearman']:+.2f} against the reference (" + ", ".join(
+                              f"{a} {d['gains'][a]:+.4f}" for a in r["candidates"]) + "): how well the target's dev "
+                          "data itself orders the very effects the reference measures on test."]
         lines += ["", f"| check | " + " | ".join(m for m in r["methods"] if m != "uniform") + " | uniform |",
                   "|---|" + "---|" * len(r["methods"])]
         ms = [m for m in r["methods"] if m != "uniform"]
@@ -342,6 +379,9 @@ def table(results: dict) -> str:
                 f"{r['methods'][m]['resolved_alike']}/{k}" for m in ms) + " | — |")
             lines.append("| (not a check) importance reliability (split-half → all seeds) | " + " | ".join(
                 f"{r['methods'][m]['importance_reliability']['all_seeds']:+.2f}" for m in ms) + " | — |")
+        if all(r["methods"][m].get("spearman_5_seed_blocks") for m in ms):
+            lines.append("| (not a check) Spearman of each 5-seed block (seeds 0–4, 5–9, …) vs this reference | " + " | ".join(
+                ", ".join(f"{x:+.1f}" for x in r["methods"][m]["spearman_5_seed_blocks"]) for m in ms) + " | — |")
         if "avil" in ms:
             lines.append("| (stricter, not a check) shuffled share < 0 | " + " | ".join(
                 f"{r['methods'][m]['shuffled_below_zero_share']}/{n}" if r["methods"][m].get("shuffled_below_zero_share") is not None
@@ -379,13 +419,16 @@ def main() -> None:
                     help="prepare the data by running the stages directly (a machine without Snakemake)")
     ap.add_argument("--summarise-only", action="store_true",
                     help="summarise the kept projects' seed files (every seed asked for must be there); run nothing")
+    ap.add_argument("--results", default="ranking",
+                    help="bench/results/<name>.{json,md} to update (default ranking: the checks at the default seeds; "
+                         "runs over many more seeds go elsewhere, e.g. ranking_seeds20)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
         worker(args.worker, args.methods)
         return
     out_dir = ROOT / "bench" / "results"
-    path = out_dir / "ranking.json"
+    path = out_dir / f"{args.results}.json"
     done = {}
     for pair in args.pairs:
         t0 = time.time()
@@ -413,7 +456,8 @@ def main() -> None:
                            + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2, 3, 4] else "")
                            + (" --frozen-encoder" if args.frozen_encoder else "")
                            + (f" --methods {' '.join(args.methods)}" if args.methods != METHODS else "")
-                           + (f" --device {args.device}" if args.device != "cpu" else ""),
+                           + (f" --device {args.device}" if args.device != "cpu" else "")
+                           + (f" --results {args.results}" if args.results != "ranking" else ""),
                    machine=machine(args.device))
         if args.summarise_only and path.exists():  # the runs' own command, date and machine, not this call's
             before = json.loads(path.read_text())["pairs"].get(key, {})
@@ -433,7 +477,7 @@ def main() -> None:
             "Importance: avil = mean share over epochs (0: no use to the target; the target's own share is "
             "the level a candidate as useful as the target's own update reaches); avil_prev, diw = final weight "
             "(target = 1). Reference = uniform's paired test gain over single-task.\n\n")
-    (out_dir / "ranking.md").write_text(head + table(saved["pairs"]) + "\n")
+    (out_dir / f"{args.results}.md").write_text(head + table(saved["pairs"]) + "\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from auxsel.methods import AvilConfig, run_method
-from auxsel.methods.avil import Avil, ShareObjective, inverse_temperature, minimise
+from auxsel.methods.avil import Avil, ShareObjective, balanced_weights, inverse_temperature, minimise
 from auxsel.methods.diw import Diw, DiwConfig
 from auxsel.train import Run, TrainConfig
 
@@ -87,6 +87,38 @@ def test_inverse_temperature_minimises_the_loss():
     losses = torch.stack([torch.nn.functional.cross_entropy(b * logits, labels) for b in grid])
     assert beta == pytest.approx(float(grid[losses.argmin()]), abs=2e-3)
     assert 0.05 < beta < 2.9  # an interior optimum, not a clamp
+
+
+def test_the_balanced_fitting_loss_weighs_every_class_alike_and_its_temperature_minimises_it():
+    g = torch.Generator().manual_seed(1)
+    labels = torch.cat([torch.zeros(270, dtype=torch.long), torch.ones(30, dtype=torch.long)])  # 90 / 10
+    logits = torch.randn(300, 3, generator=g, dtype=torch.float64) * 2
+    logits[:, 0] += 1.5  # a model that favours the majority class
+    w = balanced_weights(labels, 3)
+    assert w.tolist() == pytest.approx([1 / 270, 1 / 30, 0.0])  # class 2 absent from the batch
+    per_class = [torch.nn.functional.cross_entropy(logits[labels == c], labels[labels == c]) for c in (0, 1)]
+    loss = torch.nn.functional.cross_entropy(logits, labels, weight=w.double())
+    assert float(loss) == pytest.approx(float(sum(per_class) / 2), rel=1e-6)  # float32 weights
+    assert float(loss) > float(torch.nn.functional.cross_entropy(logits, labels)) + 0.1  # the minority weighs
+    beta = inverse_temperature(logits, labels, w)
+    grid = torch.linspace(0.01, 3, 3000, dtype=torch.float64)
+    losses = torch.stack([torch.nn.functional.cross_entropy(b * logits, labels, weight=w.double()) for b in grid])
+    assert beta == pytest.approx(float(grid[losses.argmin()]), abs=2e-3)
+    assert abs(beta - inverse_temperature(logits, labels)) > 0.01  # not the unweighted optimum
+
+
+def test_a_balanced_fit_uses_the_fitting_batchs_class_counts():
+    tasks = _tasks("left_more")
+    run = Run(_model(tasks), tasks, "left", TrainConfig(**FAST), 0)
+    plan = Avil(AvilConfig(dev_batch=64, fit_loss="balanced"), {t: 1.0 for t in tasks})
+    plan.setup(run)
+    counts = torch.bincount(plan.dev_labels, minlength=10).float()
+    assert plan.class_weight.tolist() == pytest.approx(torch.where(counts > 0, 1 / counts.clamp_min(1), 0).tolist())
+    default = Avil(AvilConfig(dev_batch=64), {t: 1.0 for t in tasks})
+    default.setup(run)
+    assert default.class_weight is None
+    with pytest.raises(Exception, match="fit_loss"):
+        AvilConfig(fit_loss="macro")
 
 
 @functools.lru_cache(maxsize=1)
@@ -211,6 +243,22 @@ def test_merge_guard_trains_on_from_the_targets_own_step_after_an_overlong_uncon
     assert source == "fit" and raw > 2 * max(raw_own, before)
 
 
+def test_merge_at_the_targets_own_step_rescales_the_fitted_mix_to_a_target_coefficient_of_one():
+    """merge_step="own" (an ablation): the fit picks the mix, the target's optimiser the pace."""
+    plan, obj = _share_plan()
+    own_plan = Avil(AvilConfig(merge_step="own"), plan.weights)
+    own = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    raw_own, before = obj.raw_loss(obj.params(own)), float(obj.raw_loss(obj.theta))
+    merged, _, source = own_plan.merge(obj, torch.tensor([0.5, 0.2], dtype=torch.float64), raw_own, before, True)
+    assert source == "fit" and torch.allclose(merged, obj.params(torch.tensor([1.0, 0.4], dtype=torch.float64)))
+    merged, _, _ = own_plan.merge(obj, torch.tensor([0.1, 0.9], dtype=torch.float64), raw_own, before, True)
+    assert torch.allclose(merged, obj.params(torch.tensor([1.0, AvilConfig().weight_cap], dtype=torch.float64)))
+    merged, _, _ = own_plan.merge(obj, torch.tensor([-0.3, 0.7], dtype=torch.float64), raw_own, before, True)
+    assert torch.equal(merged, obj.params(own))  # a fit against the target's own update: its own step
+    merged, _, _ = plan.merge(obj, torch.tensor([0.5, 0.2], dtype=torch.float64), raw_own, before, True)
+    assert torch.equal(merged, obj.params(torch.tensor([0.5, 0.2], dtype=torch.float64)))  # default: as fitted
+
+
 def test_share_rows_report_the_fit():
     tasks = _tasks("left_more", "shuffled")
     r = run_method("avil", _model(tasks), tasks, "left", seed=0, train={**FAST, "examples_per_task": 96})
@@ -292,3 +340,47 @@ def test_ranking_bench_summarises_how_the_share_fits_went():
     assert h == {"fits": 2, "one_evaluation": 0.5, "saturated": 0.5, "step_median": 5.5, "step_p90": 1.0,
                  "gain_over_own_median": pytest.approx(0.05)}
     assert share_fit_stats([{"rows": [{"epoch": 1, "task": "a", "weight": 1.0}]}], ["a"]) is None  # α read-out rows
+
+
+def test_ranking_bench_reads_the_reference_off_dev_and_samples_splits_of_many_seeds():
+    """bench_ranking's "Dev read" (uniform's own gains measured on dev, against the test reference)
+    and its split-half reliability, exact for few seeds and sampled (reproducibly) for many."""
+    import itertools
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from bench_ranking import dev_read, reliability
+
+    def seed(dev_gain, test_gain, holdout=True):
+        single = {"dev": 0.5, "test": 0.5, **({"holdout": 0.5} if holdout else {})}
+        out = {"single": single}
+        for a in dev_gain:
+            out[a] = {"uniform": {"dev": 0.5 + dev_gain[a], "test": 0.5 + test_gain[a],
+                                  **({"holdout": 0.5 - dev_gain[a]} if holdout else {})}}
+        return out
+
+    cands = ["p", "q", "r"]
+    ref = {"p": 0.03, "q": 0.01, "r": -0.02}
+    seeds = [seed({"p": 0.01, "q": 0.02, "r": 0.0}, ref), seed({"p": 0.03, "q": 0.0, "r": -0.01}, ref)]
+    d = dev_read(seeds, cands, ref)
+    assert d["dev"]["gains"] == pytest.approx({"p": 0.02, "q": 0.01, "r": -0.005})
+    assert d["dev"]["spearman"] == pytest.approx(1.0)
+    assert d["holdout"]["spearman"] == pytest.approx(-1.0)  # holdout gains are the dev gains reversed here
+    assert "holdout" not in dev_read([seed({"p": 0.0, "q": 0.0, "r": 0.0}, ref, holdout=False)], cands, ref)
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.tensor([3.0, 2.0, 1.0, 0.0, -1.0])
+    few = {f"c{i}": (truth[i] + torch.randn(6, generator=g)).tolist() for i in range(5)}
+    r6 = reliability(few)
+    assert r6["splits"] == 20  # all C(6, 3) = 20 halves (each split once per side)
+    halves = list(itertools.combinations(range(6), 3))
+    from bench_ranking import spearman
+    import statistics as st
+    exact = st.mean(spearman([st.mean(v[i] for i in h) for v in few.values()],
+                             [st.mean(v[i] for i in range(6) if i not in h) for v in few.values()]) for h in halves)
+    assert r6["split_half"] == pytest.approx(exact)
+    many = {f"c{i}": (truth[i] + 0.5 * torch.randn(20, generator=g)).tolist() for i in range(5)}
+    r20 = reliability(many, max_splits=500)
+    assert r20["splits"] == 500 and r20 == reliability(many, max_splits=500)  # sampled, and the same every time
+    assert r20["split_half"] > 0.8  # five well separated candidates: the halves agree

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from auxsel.errors import AuxselError
 from auxsel.methods.flat import FlatParams
-from auxsel.methods.share_fit import ShareObjective, inverse_temperature, minimise  # noqa: F401
+from auxsel.methods.share_fit import ShareObjective, balanced_weights, inverse_temperature, minimise  # noqa: F401
 from auxsel.train import Run, autocast, make_optimizer, to_device, upcast
 
 
@@ -93,10 +93,18 @@ class AvilConfig:
             at every point leaves the step length nearly undetermined (logits scaled up by a longer
             step are scaled back down); held fixed, a step that overshoots costs what it costs the
             model (default False).
+        fit_loss: "share": the fitting batch's loss - "mean" cross-entropy or "balanced" (the mean over
+            classes of each class's mean cross-entropy, the loss a macro-averaged metric weighs). An
+            ablation: on the frozen-encoder subjectivity pair (8 % minority class, macro-F1) it made
+            the first fits' steps wreck the model (bench/README.md §7) (default "mean").
         merge_against: "share": True merges negative coefficients as fitted (moves against a task
             whose update hurts the fitting batch); False merges them as 0, so training never moves
             against an auxiliary task, and the read-out stays signed (default False: moving against
             a task made its next updates, and so its shares, noisier - bench/README.md §7).
+        merge_step: "share": "fit" merges the fitted mix at the fitted step length; "own" rescales it so
+            that the target's coefficient is 1 (each auxiliary update enters at c_k / c_target, at most
+            weight_cap; the target's own step when c_target <= 0): the fit chooses the mix, the target's
+            optimiser the pace (default "fit").
         merge_guard: "share": when a fit stops without converging and its mix's untempered loss on
             the fitting batch is above both the loss before the epoch and the loss after the target's
             own update, train on from the target's own update instead (the fit's shares still
@@ -128,11 +136,15 @@ class AvilConfig:
     fit_evals: int = 30
     temperature: bool = True
     temperature_fixed: bool = False
+    fit_loss: str = "mean"
     merge_against: bool = False
     merge_guard: bool = True
+    merge_step: str = "fit"
 
     _CHOICES = {
         "readout": ("share", "alpha"),
+        "fit_loss": ("mean", "balanced"),
+        "merge_step": ("fit", "own"),
         "task_loss": ("unit", "weighted"),
         "heads": ("own", "alpha"),
         "merge": ("mean", "sum"),
@@ -254,6 +266,7 @@ class Avil:
         pick = pick.sort().values
         self.dev_inputs = to_device(dev.inputs("dev", pick), run.device)
         self.dev_labels = dev.labels("dev", pick).to(run.device)
+        self.class_weight = balanced_weights(self.dev_labels, dev.num_classes) if self.cfg.fit_loss == "balanced" else None
         self.deltas = torch.zeros(self.K, self.flat.size, device=run.device, dtype=self.flat.params[0].dtype)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.share_sum = {t: 0.0 for t in self.tasks}
@@ -368,14 +381,15 @@ class Avil:
         self.task_updates(run, theta)
         t1 = time.perf_counter()
         obj = ShareObjective(model, self.flat, theta, self.deltas, self.dev_inputs, self.dev_labels, self.target,
-                             self.cfg.temperature, amp=run.cfg.amp, fixed_temperature=self.cfg.temperature_fixed)
+                             self.cfg.temperature, amp=run.cfg.amp, fixed_temperature=self.cfg.temperature_fixed,
+                             class_weight=self.class_weight)
         v0 = torch.zeros(self.K, dtype=theta.dtype, device=theta.device)
         v0[0] = 1.0  # the target's own update: a start that no weight or earlier epoch moves
         model.eval()
         with torch.no_grad():
             with autocast(run.device, run.cfg.amp):
                 logits = model(self.dev_inputs, self.target)
-            before = float(F.cross_entropy(upcast(logits), self.dev_labels))
+            before = float(F.cross_entropy(upcast(logits), self.dev_labels, weight=self.class_weight))
         m = obj.whitening()
         fit = minimise(lambda b: obj(m @ b), torch.linalg.solve(m, v0), self.cfg.fit_tol, self.cfg.fit_evals,
                        self.cfg.fit_ftol)
@@ -423,7 +437,13 @@ class Avil:
         the target's update, dev loss 40, chance for the rest of the run). Converged fits are
         merged as fitted: their long, cooled first-epoch steps are routine on the frozen-encoder
         text pool and training recovers from them (docs/methods.md, "The merge guard")."""
-        merged = obj.params(c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)]))
+        coef = c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)])
+        if self.cfg.merge_step == "own":
+            own = torch.zeros_like(c)
+            own[0] = 1.0
+            cap = self.cfg.weight_cap
+            coef = torch.cat([own[:1], (coef[1:] / c[0]).clamp(-cap, cap)]) if c[0] > 0 else own
+        merged = obj.params(coef)
         raw = obj.raw_loss(merged)
         if self.cfg.merge_guard and not converged and not raw <= max(raw_own, before):
             own = torch.zeros_like(c)

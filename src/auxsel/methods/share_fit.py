@@ -32,8 +32,10 @@ class ShareObjective:
 
     def __init__(self, model, flat: FlatParams, theta: torch.Tensor, deltas: torch.Tensor,
                  batch: dict[str, torch.Tensor], labels: torch.Tensor, target: str, temperature: bool,
-                 amp: bool = False, fixed_temperature: bool = False) -> None:
+                 amp: bool = False, fixed_temperature: bool = False,
+                 class_weight: torch.Tensor | None = None) -> None:
         self.model, self.flat, self.theta, self.amp = model, flat, theta, amp
+        self.class_weight = class_weight  # None: plain mean cross-entropy; else per-class weights (`balanced_weights`)
         self.fixed_temperature = fixed_temperature  # β solved at the first evaluation only, then held
         self.batch, self.labels, self.target, self.temperature = batch, labels, target, temperature
         self.beta = 1.0
@@ -67,16 +69,16 @@ class ShareObjective:
         with autocast(self.theta.device, self.amp):
             logits = upcast(functional_call(self.model, params, (self.batch, self.target)))
         if self.raw_start is None:
-            self.raw_start = float(F.cross_entropy(logits.detach(), self.labels))
+            self.raw_start = float(F.cross_entropy(logits.detach(), self.labels, weight=self.class_weight))
         if self.temperature:
             # the temperature is profiled out: for these logits, the inverse temperature β that
             # minimises the loss (a 1-D convex problem, no network pass); by the envelope theorem
             # the gradient in c at β*(c) is the gradient of the profiled loss
             if not (self.fixed_temperature and self.solved):
-                self.beta = inverse_temperature(logits.detach(), self.labels)
+                self.beta = inverse_temperature(logits.detach(), self.labels, self.class_weight)
                 self.solved = True
             logits = logits * self.beta
-        return F.cross_entropy(logits, self.labels)
+        return F.cross_entropy(logits, self.labels, weight=self.class_weight)
 
     @torch.no_grad()
     def raw_loss(self, params: torch.Tensor) -> float:
@@ -84,20 +86,36 @@ class ShareObjective:
         model that training continues from actually scores."""
         with autocast(self.theta.device, self.amp):
             logits = upcast(functional_call(self.model, self.flat.as_dict(params), (self.batch, self.target)))
-        return float(F.cross_entropy(logits, self.labels))
+        return float(F.cross_entropy(logits, self.labels, weight=self.class_weight))
+
+
+def balanced_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class weights 1/n_c for the classes present in `labels` (0 for absent ones), so that
+    F.cross_entropy(weight=...) is the mean over classes of each class's mean cross-entropy: the
+    loss a macro-averaged metric cares about. On an imbalanced fitting batch the plain mean is
+    decided by the majority class; a macro-F1 target is decided as much by the minority."""
+    counts = torch.bincount(labels, minlength=num_classes).to(torch.float32)
+    return torch.where(counts > 0, 1.0 / counts.clamp_min(1.0), torch.zeros_like(counts)).to(labels.device)
 
 
 @torch.no_grad()
-def inverse_temperature(logits: torch.Tensor, labels: torch.Tensor, tol: float = 1e-10, steps: int = 50) -> float:
-    """argmin_β>0 CE(β·logits, labels) by safeguarded Newton (CE(βz) is convex in β)."""
+def inverse_temperature(logits: torch.Tensor, labels: torch.Tensor, class_weight: torch.Tensor | None = None,
+                        tol: float = 1e-10, steps: int = 50) -> float:
+    """argmin_β>0 CE(β·logits, labels) (class-weighted as F.cross_entropy's `weight` when given) by
+    safeguarded Newton (CE(βz) is convex in β)."""
     z = logits.double()
     zy = z.gather(1, labels[:, None]).squeeze(1)
+    if class_weight is None:
+        w = torch.full_like(zy, 1.0 / len(zy))
+    else:
+        w = class_weight.double()[labels]
+        w = w / w.sum()
     beta = 1.0
     for _ in range(steps):
         p = torch.softmax(beta * z, dim=1)
         mean = (p * z).sum(1)
-        grad = float((mean - zy).mean())
-        hess = float(((p * z * z).sum(1) - mean * mean).mean())
+        grad = float((w * (mean - zy)).sum())
+        hess = float((w * ((p * z * z).sum(1) - mean * mean)).sum())
         if hess <= 0:
             break
         new = beta - grad / hess
