@@ -222,8 +222,9 @@ def reliability(per_seed: dict[str, list[float]], max_splits: int = 2000) -> dic
     n = len(next(iter(per_seed.values())))
     if n < 4:
         return None
-    halves = list(itertools.combinations(range(n), n // 2)) if math.comb(n, n // 2) <= max_splits else None
-    if halves is None:
+    if math.comb(n, n // 2) <= max_splits:
+        halves = list(itertools.combinations(range(n), n // 2))
+    else:
         rng = random.Random(0)
         halves = [tuple(sorted(rng.sample(range(n), n // 2))) for _ in range(max_splits)]
     rs = []

@@ -437,17 +437,15 @@ class Avil:
         the target's update, dev loss 40, chance for the rest of the run). Converged fits are
         merged as fitted: their long, cooled first-epoch steps are routine on the frozen-encoder
         text pool and training recovers from them (docs/methods.md, "The merge guard")."""
+        own = torch.zeros_like(c)
+        own[0] = 1.0  # the target's own step
         coef = c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)])
         if self.cfg.merge_step == "own":
-            own = torch.zeros_like(c)
-            own[0] = 1.0
             cap = self.cfg.weight_cap
             coef = torch.cat([own[:1], (coef[1:] / c[0]).clamp(-cap, cap)]) if c[0] > 0 else own
         merged = obj.params(coef)
         raw = obj.raw_loss(merged)
         if self.cfg.merge_guard and not converged and not raw <= max(raw_own, before):
-            own = torch.zeros_like(c)
-            own[0] = 1.0
             return obj.params(own), raw, "own"
         return merged, raw, "fit"
 
