@@ -1,6 +1,7 @@
 """Cost benchmark for the methods, printed as ratios measured side by side in one run.
 
     PYTHONPATH=src python bench/bench_cost.py [--mnist PATH] [--device cpu|cuda] [--epochs 4] [--repeats 3]
+        [--avil '{"dev_batch": 128}' --results bench_cost_b128]   # αVIL with params overrides, to its own file
 
 1. One αVIL epoch (`avil` defaults) vs one `uniform` epoch over the same examples. K = 4 tasks
    (target `left` + left_more, right, shuffled); in both, every task contributes
@@ -119,13 +120,14 @@ def shared_loop(tasks, epochs: int, device: str) -> float:
     return epochs * tasks["left"].size("train") / (time.perf_counter() - t0)
 
 
-def child_memory(method: str, mnist: str, device: str) -> None:
+def child_memory(method: str, mnist: str, device: str, options: dict | None = None) -> None:
     tasks = {t: v for t, v in pool(mnist).items() if t in COST_TASKS}
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     m = build_model({"kind": "lenet"}, {t: 10 for t in tasks}, seed=0)
-    run_method(method, m, tasks, "left", seed=0, train={"epochs": 2, "device": device})
+    run_method(method, m, tasks, "left", seed=0, train={"epochs": 2, "device": device},
+               options=options if method == "avil" else None)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = {"rss_growth_mb": (peak - before) / 1024, "rss_peak_mb": peak / 1024}
     if device.startswith("cuda"):
@@ -141,13 +143,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "bench/results"))
+    ap.add_argument("--avil", type=json.loads, default=None,
+                    help="overrides of the avil params (JSON) for its rows, e.g. '{\"dev_batch\": 128}'")
+    ap.add_argument("--results", default=None, help="results file name (default bench_cost[_<device>])")
     ap.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not args.mnist:
         sys.exit("MNIST pickle not found: pass --mnist or set AUXSEL_MNIST_PKL")
     torch.set_num_threads(args.threads)
     if args.child_memory:
-        return child_memory(args.child_memory, args.mnist, args.device)
+        return child_memory(args.child_memory, args.mnist, args.device, args.avil)
 
     tasks = {t: v for t, v in pool(args.mnist).items() if t in COST_TASKS}
     rows = []
@@ -160,7 +165,7 @@ def main() -> None:
         uni, avl, prev, parts, pparts = [], [], [], [], []
         for _ in range(args.repeats):
             uni.append(epoch_seconds("uniform", sub, args.epochs, args.device)[0])
-            s, extra = epoch_seconds("avil", sub, args.epochs, args.device)
+            s, extra = epoch_seconds("avil", sub, args.epochs, args.device, args.avil)
             avl.append(s)
             parts.append(extra)
             s, extra = epoch_seconds("avil", sub, args.epochs, args.device, dict(PREVIOUS))
@@ -184,7 +189,8 @@ def main() -> None:
     mem = {}
     for method in ("uniform", "avil"):
         out = subprocess.run([sys.executable, __file__, "--mnist", args.mnist, "--device", args.device,
-                              "--threads", str(args.threads), "--child-memory", method],
+                              "--threads", str(args.threads), "--child-memory", method]
+                             + (["--avil", json.dumps(args.avil)] if args.avil else []),
                              capture_output=True, text=True, check=True)
         mem[method] = json.loads(out.stdout.strip().splitlines()[-1])
     key = "cuda_peak_mb" if args.device.startswith("cuda") else "rss_peak_mb"
@@ -200,16 +206,20 @@ def main() -> None:
               f"epochs {args.epochs}, repeats {args.repeats}")
     from datetime import datetime
 
-    lines = [f"`PYTHONPATH=src python bench/bench_cost.py` — {datetime.now():%Y-%m-%d %H:%M}, {header}", "",
+    command = "PYTHONPATH=src python bench/bench_cost.py" + (f" --avil '{json.dumps(args.avil)}'" if args.avil else "") + (
+        f" --results {args.results}" if args.results else "")
+    if args.avil:
+        header += f", avil overrides {json.dumps(args.avil)}"
+    lines = [f"`{command}` — {datetime.now():%Y-%m-%d %H:%M}, {header}", "",
              "| measure | ratio | target | detail |", "|---|---|---|---|"]
     lines += [f"| {n} | {r:.2f}× | {t} | {d} |" for n, r, t, d in rows]
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.device == "cpu" else f"_{args.device.replace(':', '')}"
-    (out / f"bench_cost{suffix}.md").write_text(text)
-    (out / f"bench_cost{suffix}.json").write_text(json.dumps(
+    name = args.results or "bench_cost" + ("" if args.device == "cpu" else f"_{args.device.replace(':', '')}")
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(
         {"header": header, "rows": [{"measure": n, "ratio": r, "target": t, "detail": d} for n, r, t, d in rows],
          "memory": mem}, indent=2))
 

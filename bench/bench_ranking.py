@@ -60,7 +60,9 @@ VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_
             "avil_untempered": ("avil", {"temperature": False}),
             "avil_ftol4": ("avil", {"fit_ftol": 1e-4}),  # a fit stopped when an iteration gains < 1e-4 nats
             "avil_ownstep": ("avil", {"merge_step": "own"}),  # merged at the target's own step length
-            "avil_balanced": ("avil", {"fit_loss": "balanced"})}  # class-balanced fitting loss
+            "avil_balanced": ("avil", {"fit_loss": "balanced"}),  # class-balanced fitting loss
+            "avil_half": ("avil", {"dev_batch": 128}),  # the fit on half as many dev examples (cost)
+            "avil_halfrot": ("avil", {"dev_batch": 128, "dev_rotate": True})}  # ... the next 128 of dev each epoch
 ABLATIONS = [m for m in VARIANTS if m not in METHODS]
 PAIRS = {
     "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},

@@ -39,6 +39,37 @@ def test_screens_with_one_eval_seed_fit_on_the_same_dev_examples():
     assert not torch.equal(_dev_pick("left_more", 11, None), _dev_pick("shuffled", 12, None))
 
 
+def _rotating_picks(aux: str, seed: int, epochs: int, size: int) -> list[torch.Tensor]:
+    tasks = _tasks(aux)
+    run = Run(_model(tasks), tasks, "left", TrainConfig(**FAST), seed, eval_seed=5)
+    plan = Avil(AvilConfig(dev_batch=size, dev_rotate=True), {t: 1.0 for t in tasks})
+    plan.setup(run)
+    picks = []
+    for epoch in range(epochs):
+        plan.use_dev_batch(run, epoch)
+        picks.append(plan.dev_labels.clone())
+    return picks, plan.dev_order
+
+
+def test_a_rotating_fitting_batch_covers_dev_and_is_shared_by_the_screens_of_a_seed():
+    n_dev = small_pool()["left"].size("dev")
+    size = n_dev // 3 + 1
+    a, order = _rotating_picks("left_more", 11, 4, size)
+    b, _ = _rotating_picks("shuffled", 12, 4, size)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # epoch e: the same examples in every screen
+    # the epochs' slices of one permutation, cyclically: three epochs see every dev example once
+    slices = [order[(e * size + torch.arange(size)) % n_dev].sort().values for e in range(4)]
+    assert sorted(torch.cat(slices[:3]).unique().tolist()) == list(range(n_dev))
+    labels = small_pool()["left"].splits["dev"]["label"]
+    assert all(torch.equal(p, labels[s]) for p, s in zip(a, slices))
+    # epoch 0 is the fixed batch of the default (dev_rotate off): turning rotation on changes nothing before epoch 2
+    tasks = _tasks("left_more")
+    run = Run(_model(tasks), tasks, "left", TrainConfig(**FAST), 11, eval_seed=5)
+    fixed = Avil(AvilConfig(dev_batch=size), {t: 1.0 for t in tasks})
+    fixed.setup(run)
+    assert torch.equal(fixed.dev_labels, a[0]) and not torch.equal(a[0], a[1])
+
+
 # -- the converged fit
 
 
@@ -259,6 +290,22 @@ def test_merge_at_the_targets_own_step_rescales_the_fitted_mix_to_a_target_coeff
     assert torch.equal(merged, obj.params(torch.tensor([0.5, 0.2], dtype=torch.float64)))  # default: as fitted
 
 
+def test_the_merged_mix_is_scored_off_the_fits_last_evaluation_without_another_pass():
+    plan, obj = _share_plan()
+    c = torch.tensor([0.7, 0.3], dtype=torch.float64)
+    calls = []
+    model_forward = obj.model.forward
+    obj.model.forward = lambda *a, **k: calls.append(1) or model_forward(*a, **k)
+    obj(c)
+    assert calls == [1]
+    cached = obj.raw_loss_at(c.clone())
+    assert calls == [1]  # read off the evaluation at c: no forward pass
+    fresh = obj.raw_loss(obj.params(c))
+    assert calls == [1, 1] and cached == pytest.approx(fresh, rel=1e-6, abs=1e-7)
+    other = obj.raw_loss_at(torch.tensor([0.5, 0.2], dtype=torch.float64))  # not the last point: scored afresh
+    assert calls == [1, 1, 1] and other == obj.raw_loss(obj.params(torch.tensor([0.5, 0.2], dtype=torch.float64)))
+
+
 def test_share_rows_report_the_fit():
     tasks = _tasks("left_more", "shuffled")
     r = run_method("avil", _model(tasks), tasks, "left", seed=0, train={**FAST, "examples_per_task": 96})
@@ -279,7 +326,7 @@ def test_share_rows_report_the_fit():
                                               else rows[0]["dev_loss_fit"])
         if e == 2:
             prev = [w for w in r.weights if w["epoch"] == 1][0]
-            assert rows[0]["dev_loss_before"] == pytest.approx(prev["dev_loss_merged"], rel=1e-5)
+            assert rows[0]["dev_loss_before"] == prev["dev_loss_merged"]  # carried over: no forward pass
     # importance = running mean share; weight = mean share / the target's mean share
     last = {w["task"]: w for w in r.weights if w["epoch"] == 2}
     for t in ("left_more", "shuffled"):
@@ -287,6 +334,11 @@ def test_share_rows_report_the_fit():
         assert last[t]["importance"] == pytest.approx(mean)
         ref = last["left"]["importance"]
         assert last[t]["weight"] == pytest.approx(min(max(mean / ref, 0.0), 4.0))
+    # a rotating fitting batch: epoch 2 fits on other examples, so its start is scored afresh
+    rot = run_method("avil", _model(tasks), tasks, "left", seed=0, train={**FAST, "examples_per_task": 96},
+                     options={"dev_batch": 64, "dev_rotate": True})
+    first, second = ([w for w in rot.weights if w["epoch"] == e][0] for e in (1, 2))
+    assert second["dev_loss_before"] != first["dev_loss_merged"]
 
 
 # -- cause 4: DIW's look-ahead takes the optimiser's step

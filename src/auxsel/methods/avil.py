@@ -64,6 +64,10 @@ class AvilConfig:
         alpha_lr: solver learning rate (default 1.0; literal: 0.05).
         dev_batch: size of the fixed, seeded sample of the target's dev split used for every α fit;
             None = the whole dev split (default 256; literal: None).
+        dev_rotate: "share": each epoch's fit reads the next dev_batch examples of one seeded
+            permutation of the dev split (cyclically) instead of the same sample every epoch, so the
+            fits of a run see the whole split and no single sample steers every merge; screens of
+            one seed still fit epoch e on the same examples (default False).
         weight_update: "ema" - w_t ← max(floor, (1−β)·w_t + β·α_t/α_target), i.e. a moving average
             of each task's α relative to the target's; "additive" - w_t ← max(0, w_t + α_t − 1)
             (default "ema"; literal: "additive").
@@ -125,6 +129,7 @@ class AvilConfig:
     alpha_steps: int = 4
     alpha_lr: float = 1.0
     dev_batch: int | None = 256
+    dev_rotate: bool = False
     weight_update: str = "ema"
     weight_ema: float = 0.3
     weight_floor: float = 0.02
@@ -200,7 +205,7 @@ LITERAL: dict[str, Any] = dict(
 
 # `avil` as it was up to issue 13 (α in log space warm-started at w, 4 L-BFGS evaluations, EMA of α_t/α_target):
 # kept so that benches can show it beside the current default.
-PREVIOUS: dict[str, Any] = dict(readout="alpha")
+PREVIOUS: dict[str, Any] = dict(readout="alpha", dev_batch=256)
 
 
 class AlphaObjective:
@@ -262,15 +267,41 @@ class Avil:
         # seeded by the run's evaluation seed, which does not depend on the auxiliaries: every
         # pairwise screen of one seed fits on the same dev examples, so their read-outs compare
         g = torch.Generator().manual_seed(run.eval_seed * 104729 + 17)
-        pick = torch.randperm(n_dev, generator=g)[: self.cfg.dev_batch] if self.cfg.dev_batch else torch.arange(n_dev)
-        pick = pick.sort().values
-        self.dev_inputs = to_device(dev.inputs("dev", pick), run.device)
-        self.dev_labels = dev.labels("dev", pick).to(run.device)
-        self.class_weight = balanced_weights(self.dev_labels, dev.num_classes) if self.cfg.fit_loss == "balanced" else None
+        self.dev_order = torch.randperm(n_dev, generator=g)
+        self.use_dev_batch(run, 0)
         self.deltas = torch.zeros(self.K, self.flat.size, device=run.device, dtype=self.flat.params[0].dtype)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.share_sum = {t: 0.0 for t in self.tasks}
         self.fits = 0
+
+    @torch.no_grad()
+    def loss_before(self, run: Run, theta: torch.Tensor) -> float:
+        """The untempered fitting loss at the epoch's start θ: the previous epoch's merged loss when
+        θ is exactly what it merged and the fitting batch is the same (one forward pass saved), else
+        a forward pass."""
+        carry = getattr(self, "carry", None)
+        if carry is not None and carry[1] == self.batch_key and torch.equal(carry[0], theta):
+            return carry[2]
+        with autocast(run.device, run.cfg.amp):
+            logits = run.model(self.dev_inputs, self.target)
+        return float(F.cross_entropy(upcast(logits), self.dev_labels, weight=self.class_weight))
+
+    def use_dev_batch(self, run: Run, epoch: int) -> None:
+        """Load the fitting batch of `epoch` (0-based): the first dev_batch examples of the seeded
+        permutation, or with dev_rotate the epoch's slice of it, taken cyclically."""
+        n_dev, size = len(self.dev_order), self.cfg.dev_batch
+        if not size:
+            pick = torch.arange(n_dev)
+        elif self.cfg.dev_rotate and self.cfg.readout == "share":
+            pick = self.dev_order[(epoch * size + torch.arange(min(size, n_dev))) % n_dev]
+        else:
+            pick = self.dev_order[:size]
+        pick = pick.sort().values
+        self.batch_key = epoch if self.cfg.dev_rotate and self.cfg.dev_batch else 0
+        dev = run.tasks[run.target]
+        self.dev_inputs = to_device(dev.inputs("dev", pick), run.device)
+        self.dev_labels = dev.labels("dev", pick).to(run.device)
+        self.class_weight = balanced_weights(self.dev_labels, dev.num_classes) if self.cfg.fit_loss == "balanced" else None
 
     def _optimizer(self, run: Run, task: str) -> torch.optim.Optimizer:
         if task not in self.optimizers or not self.cfg.keep_optimizer_state:
@@ -378,6 +409,8 @@ class Avil:
         model = run.model
         theta = self.flat.get().clone()
         t0 = time.perf_counter()
+        if self.cfg.dev_rotate and epoch > 1:
+            self.use_dev_batch(run, epoch - 1)
         self.task_updates(run, theta)
         t1 = time.perf_counter()
         obj = ShareObjective(model, self.flat, theta, self.deltas, self.dev_inputs, self.dev_labels, self.target,
@@ -386,10 +419,7 @@ class Avil:
         v0 = torch.zeros(self.K, dtype=theta.dtype, device=theta.device)
         v0[0] = 1.0  # the target's own update: a start that no weight or earlier epoch moves
         model.eval()
-        with torch.no_grad():
-            with autocast(run.device, run.cfg.amp):
-                logits = model(self.dev_inputs, self.target)
-            before = float(F.cross_entropy(upcast(logits), self.dev_labels, weight=self.class_weight))
+        before = self.loss_before(run, theta)
         m = obj.whitening()
         fit = minimise(lambda b: obj(m @ b), torch.linalg.solve(m, v0), self.cfg.fit_tol, self.cfg.fit_evals,
                        self.cfg.fit_ftol)
@@ -399,6 +429,7 @@ class Avil:
         raw_merged = raw_own if merged_from == "own" else raw_fit
         model.train()
         self.flat.set(merged)
+        self.carry = (merged, self.batch_key, raw_merged)
         t2 = time.perf_counter()
         step = float(c.abs().sum())
         shares = (c / step).tolist() if step > 0 else [0.0] * self.K
@@ -444,7 +475,7 @@ class Avil:
             cap = self.cfg.weight_cap
             coef = torch.cat([own[:1], (coef[1:] / c[0]).clamp(-cap, cap)]) if c[0] > 0 else own
         merged = obj.params(coef)
-        raw = obj.raw_loss(merged)
+        raw = obj.raw_loss_at(coef)
         if self.cfg.merge_guard and not converged and not raw <= max(raw_own, before):
             return obj.params(own), raw, "own"
         return merged, raw, "fit"
@@ -462,6 +493,8 @@ class Avil:
         model = run.model
         theta = self.flat.get().clone()
         t0 = time.perf_counter()
+        if self.cfg.dev_rotate and epoch > 1:
+            self.use_dev_batch(run, epoch - 1)
         self.task_updates(run, theta)
         t1 = time.perf_counter()
         obj = self.objective(run, theta)

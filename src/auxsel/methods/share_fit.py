@@ -41,6 +41,7 @@ class ShareObjective:
         self.beta = 1.0
         self.solved = False
         self.raw_start: float | None = None  # the untempered loss at the first evaluation (the fit's start)
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (c, untempered logits) of the latest evaluation
         s = flat.shared
         self.trunk = deltas[:, :s]
         norms = self.trunk.norm(dim=1)
@@ -68,6 +69,7 @@ class ShareObjective:
         params = self.flat.as_dict(self.params(c))
         with autocast(self.theta.device, self.amp):
             logits = upcast(functional_call(self.model, params, (self.batch, self.target)))
+        self.last = (c.detach().clone(), logits.detach())
         if self.raw_start is None:
             self.raw_start = float(F.cross_entropy(logits.detach(), self.labels, weight=self.class_weight))
         if self.temperature:
@@ -79,6 +81,14 @@ class ShareObjective:
                 self.solved = True
             logits = logits * self.beta
         return F.cross_entropy(logits, self.labels, weight=self.class_weight)
+
+    @torch.no_grad()
+    def raw_loss_at(self, c: torch.Tensor) -> float:
+        """raw_loss at the coefficients c, read off the latest evaluation's logits when it was at c
+        (the fit usually ends on the point it returns, which is then merged as fitted)."""
+        if self.last is not None and torch.equal(self.last[0], c):
+            return float(F.cross_entropy(self.last[1], self.labels, weight=self.class_weight))
+        return self.raw_loss(self.params(c))
 
     @torch.no_grad()
     def raw_loss(self, params: torch.Tensor) -> float:
