@@ -277,12 +277,16 @@ def share_fit_stats(runs: list[dict], aux_of: list[str]) -> dict | None:
     their start after one evaluation (the candidate's share exactly 0), of candidate shares beyond
     ±0.8 (the target's coefficient near 0: a ratio of small numbers), the fitted step's median and
     90th percentile (in target-update lengths), and the median untempered gain of the fitted mix
-    over the target's own step on the fitting batch (nats): how much the fit found to read."""
-    epochs = []
+    over the target's own step on the fitting batch (nats): how much the fit found to read; and how
+    many screens merged a mix whose untempered fitting loss was over twice both the epoch start's and
+    the target's own step's (a long step whose logits the profiled temperature cooled)."""
+    epochs, blown = [], 0
     for run, aux in zip(runs, aux_of):
         rows = run.get("rows", [])
         if not rows or "share" not in rows[0] or "dev_loss_own" not in rows[0]:
             return None
+        blown += any(r.get("merged_from") == "fit" and r["dev_loss_fit"] > 2 * max(r["dev_loss_before"], r["dev_loss_own"])
+                     for r in rows if r["task"] == rows[0]["task"])
         for e in sorted({r["epoch"] for r in rows}):
             here = {r["task"]: r for r in rows if r["epoch"] == e}
             c = here[aux]
@@ -292,7 +296,7 @@ def share_fit_stats(runs: list[dict], aux_of: list[str]) -> dict | None:
     steps = sorted(e[2] for e in epochs)
     return {"fits": len(epochs), "one_evaluation": st.mean(e[0] for e in epochs), "saturated": st.mean(e[1] for e in epochs),
             "step_median": st.median(steps), "step_p90": steps[int(0.9 * (len(steps) - 1))],
-            "gain_over_own_median": st.median(e[3] for e in epochs)}
+            "gain_over_own_median": st.median(e[3] for e in epochs), "screens": len(runs), "screens_blown": blown}
 
 
 def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]) -> dict:
@@ -336,7 +340,20 @@ def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]
                                                       [a for _ in seeds_out for a in cands])}
     out["methods"]["uniform"] = {"dev": st.mean(s[a]["uniform"]["dev"] for s in seeds_out for a in cands),
                                  "seconds_per_screen": st.mean(s[a]["uniform"]["seconds"] for s in seeds_out for a in cands)}
+    for m, res in out["methods"].items():
+        res["screen_gains"] = screen_gains(seeds_out, cands, pos, m)
     return out
+
+
+def screen_gains(seeds_out: list[dict], cands: list[str], pos: str, method: str) -> dict:
+    """What the selection reads off a screen: its paired gain over single-task, on the held-out dev
+    half when the seed files have it (else dev). The positive control's mean and sd over seeds, and
+    the worst gain of any candidate on any seed (a screen that training did not survive shows here)."""
+    split = "holdout" if all(s[a][method].get("holdout") is not None and s["single"].get("holdout") is not None
+                             for s in seeds_out for a in cands) else "dev"
+    gain = {a: [s[a][method][split] - s["single"][split] for s in seeds_out] for a in cands}
+    return {"split": split, "positive": [st.mean(gain[pos]), st.stdev(gain[pos]) if len(seeds_out) > 1 else 0.0],
+            "worst": min(min(v) for v in gain.values())}
 
 
 def table(results: dict) -> str:
@@ -397,6 +414,14 @@ def table(results: dict) -> str:
                 fh(m, lambda h: f"{h['step_median']:.1f} / {h['step_p90']:.1f}") for m in ms) + " | — |")
             lines.append("| (fits) untempered gain of the fit over the target's own step, median (nats) | " + " | ".join(
                 fh(m, lambda h: f"{h['gain_over_own_median']:+.4f}") for m in ms) + " | — |")
+            lines.append("| (fits) screens that merged a mix with untempered fitting loss > 2× its start's and the target step's | " + " | ".join(
+                fh(m, lambda h: f"{h['screens_blown']}/{h['screens']}" if "screens_blown" in h else "—") for m in ms) + " | — |")
+        if all(r["methods"][m].get("screen_gains") for m in r["methods"]):
+            g = {m: r["methods"][m]["screen_gains"] for m in r["methods"]}
+            lines.append(f"| (screens) positive control's gain over single-task on {g['uniform']['split']}, mean ± sd | " + " | ".join(
+                f"{g[m]['positive'][0]:+.4f} ± {g[m]['positive'][1]:.4f}" for m in r["methods"]) + " |")
+            lines.append("| (screens) worst gain over single-task, any candidate and seed | " + " | ".join(
+                f"{g[m]['worst']:+.4f}" for m in r["methods"]) + " |")
         lines.append(f"| screening dev {r['metric']} (mean) | " + " | ".join(
             f"{r['methods'][m]['dev']:.4f}" for m in r["methods"]) + " |")
         lines.append("| seconds per screen | " + " | ".join(

@@ -4,6 +4,7 @@ temp project, timed; writes its selection and final-test tables to bench/results
 
     python bench/default_run.py [--cores 2]
     python bench/default_run.py --check     # CI: rerun, compare with the committed results
+    python bench/default_run.py --avil '{"dev_batch": 128}' --results default_run_b128   # a variant, to its own file
 
 `--check` writes nothing: it fails (exit 1, one line per difference) when the rerun's selection is
 not the committed one or a final method's mean test metric differs by more than `--tolerance`
@@ -40,11 +41,23 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--check", action="store_true", help="rerun and compare with bench/results/default_run.json")
     ap.add_argument("--tolerance", type=float, default=0.005)
+    ap.add_argument("--avil", type=json.loads, default=None,
+                    help="overrides of params' avil section (JSON): a variant of the default run, e.g. '{\"dev_batch\": 128}'")
+    ap.add_argument("--results", default="default_run", help="bench/results/<name>.{md,json} (default: default_run)")
     args = ap.parse_args()
+    if args.check and (args.avil or args.results != "default_run"):
+        raise SystemExit("--check compares the shipped params' run with bench/results/default_run.json: no --avil/--results")
+    params_text = (ROOT / "params.yaml").read_text()
+    if args.avil:
+        import yaml
+
+        params = yaml.safe_load(params_text)
+        params["avil"] = {**(params.get("avil") or {}), **args.avil}
+        params_text = yaml.safe_dump(params, sort_keys=False)
     project = Path(tempfile.mkdtemp(prefix="auxsel-default-")) / "p"
     raw = ROOT / "data" / "raw"
     raw.mkdir(parents=True, exist_ok=True)  # a fresh clone: the pipeline's fetch rule fills the project's copy
-    make_project(project, raw, (ROOT / "params.yaml").read_text())
+    make_project(project, raw, params_text)
     wall, jobs = snakemake(project, args.cores)
     sel = json.loads((project / "results/selection.json").read_text())
     rows = pq.read_table(project / "results/selection.parquet").to_pylist()
@@ -65,7 +78,11 @@ def main() -> None:
     import torch
 
     lines = [
-        f"`snakemake --cores {args.cores}` on a fresh project with the shipped params.yaml (`python bench/default_run.py`), "
+        f"`snakemake --cores {args.cores}` on a fresh project with the shipped params.yaml"
+        + (f" and `avil: {json.dumps(args.avil)}`" if args.avil else "")
+        + " (`python bench/default_run.py"
+        + (f" --avil '{json.dumps(args.avil)}' --results {args.results}" if args.avil or args.results != "default_run" else "")
+        + "`), "
         f"{datetime.now():%Y-%m-%d %H:%M}, {platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__}, "
         f"one thread per job: **{wall:.0f} s wall** for {sum(jobs.values())} jobs "
         f"({', '.join(f'{n} {k}' for k, n in jobs.items())}).",
@@ -94,8 +111,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     out = ROOT / "bench" / "results"
-    (out / "default_run.md").write_text(text)
-    (out / "default_run.json").write_text(json.dumps({"wall_seconds": wall, "jobs": jobs, "selection": sel,
+    (out / f"{args.results}.md").write_text(text)
+    (out / f"{args.results}.json").write_text(json.dumps({"wall_seconds": wall, "jobs": jobs, "selection": sel,
                                                       "report": report, "project": str(project),
                                                       "machine": machine()}, indent=1))
 

@@ -59,3 +59,10 @@ def test_the_ci_check_of_the_default_run_catches_a_stale_readme():
     assert bit_identity(saved, nudged, report) == (
         "not bit-identical: 1 of {} numbers differ, largest |diff| 1e-12 at selection.candidates[0].weight_mean"
         .format(int(n.split("all ")[1].split()[0])))
+
+
+def test_a_variant_of_the_default_run_cannot_be_checked_against_the_readme():
+    """`--avil` runs a variant of the default run to its own file; `--check` is for the shipped params only."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/default_run.py"), "--check", "--avil", '{"dev_batch": 128}'],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "--check compares the shipped params' run" in proc.stderr

@@ -382,15 +382,21 @@ def test_ranking_bench_summarises_how_the_share_fits_went():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from bench_ranking import share_fit_stats
 
-    def row(epoch, task, share, evals, step, own, fit):
+    def row(epoch, task, share, evals, step, own, fit, before=0.6, merged="fit"):
         return {"epoch": epoch, "task": task, "share": share, "fit_evals": evals, "step": step,
-                "dev_loss_own": own, "dev_loss_fit": fit}
+                "dev_loss_own": own, "dev_loss_fit": fit, "dev_loss_before": before, "merged_from": merged}
 
     run = {"rows": [row(1, "t", 1.0, 1, 1.0, 0.5, 0.5), row(1, "a", 0.0, 1, 1.0, 0.5, 0.5),
                     row(2, "t", 0.1, 9, 10.0, 0.4, 0.3), row(2, "a", -0.9, 9, 10.0, 0.4, 0.3)]}
     h = share_fit_stats([run], ["a"])
     assert h == {"fits": 2, "one_evaluation": 0.5, "saturated": 0.5, "step_median": 5.5, "step_p90": 1.0,
-                 "gain_over_own_median": pytest.approx(0.05)}
+                 "gain_over_own_median": pytest.approx(0.05), "screens": 1, "screens_blown": 0}
+    # a screen that merged a long, cooled step: untempered loss over twice both its start's and the target step's
+    blown = {"rows": [row(1, "t", 0.5, 9, 5.0, 2.0, 9.0, before=2.3), row(1, "a", 0.5, 9, 5.0, 2.0, 9.0, before=2.3)]}
+    guarded = {"rows": [row(1, "t", 0.5, 9, 5.0, 2.0, 9.0, before=2.3, merged="own"),
+                        row(1, "a", 0.5, 9, 5.0, 2.0, 9.0, before=2.3, merged="own")]}
+    h = share_fit_stats([run, blown, guarded], ["a", "a", "a"])
+    assert (h["screens"], h["screens_blown"]) == (3, 1)
     assert share_fit_stats([{"rows": [{"epoch": 1, "task": "a", "weight": 1.0}]}], ["a"]) is None  # α read-out rows
 
 
@@ -420,6 +426,14 @@ def test_ranking_bench_reads_the_reference_off_dev_and_samples_splits_of_many_se
     assert d["dev"]["spearman"] == pytest.approx(1.0)
     assert d["holdout"]["spearman"] == pytest.approx(-1.0)  # holdout gains are the dev gains reversed here
     assert "holdout" not in dev_read([seed({"p": 0.0, "q": 0.0, "r": 0.0}, ref, holdout=False)], cands, ref)
+    # what the selection reads off the screens: the positive control's paired gain, the worst gain
+    from bench_ranking import screen_gains
+
+    g2 = screen_gains(seeds, cands, "p", "uniform")
+    assert g2["split"] == "holdout" and g2["positive"] == pytest.approx([-0.02, 0.0141421], rel=1e-4)
+    assert g2["worst"] == pytest.approx(-0.03)
+    assert screen_gains([seed({"p": 0.01, "q": -0.2, "r": 0.0}, ref, holdout=False)], cands, "p", "uniform") == \
+        {"split": "dev", "positive": [pytest.approx(0.01), 0.0], "worst": pytest.approx(-0.2)}
 
     g = torch.Generator().manual_seed(0)
     truth = torch.tensor([3.0, 2.0, 1.0, 0.0, -1.0])
