@@ -268,6 +268,8 @@ class Avil:
         # pairwise screen of one seed fits on the same dev examples, so their read-outs compare
         g = torch.Generator().manual_seed(run.eval_seed * 104729 + 17)
         self.dev_order = torch.randperm(n_dev, generator=g)
+        self.rotating = bool(self.cfg.dev_rotate and self.cfg.dev_batch and self.cfg.readout == "share")
+        self.carry: tuple[torch.Tensor, int, float] | None = None  # (θ merged, its batch, its fitting loss)
         self.use_dev_batch(run, 0)
         self.deltas = torch.zeros(self.K, self.flat.size, device=run.device, dtype=self.flat.params[0].dtype)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -279,9 +281,8 @@ class Avil:
         """The untempered fitting loss at the epoch's start θ: the previous epoch's merged loss when
         θ is exactly what it merged and the fitting batch is the same (one forward pass saved), else
         a forward pass."""
-        carry = getattr(self, "carry", None)
-        if carry is not None and carry[1] == self.batch_key and torch.equal(carry[0], theta):
-            return carry[2]
+        if self.carry is not None and self.carry[1] == self.batch_key and torch.equal(self.carry[0], theta):
+            return self.carry[2]
         with autocast(run.device, run.cfg.amp):
             logits = run.model(self.dev_inputs, self.target)
         return float(F.cross_entropy(upcast(logits), self.dev_labels, weight=self.class_weight))
@@ -292,12 +293,12 @@ class Avil:
         n_dev, size = len(self.dev_order), self.cfg.dev_batch
         if not size:
             pick = torch.arange(n_dev)
-        elif self.cfg.dev_rotate and self.cfg.readout == "share":
+        elif self.rotating:
             pick = self.dev_order[(epoch * size + torch.arange(min(size, n_dev))) % n_dev]
         else:
             pick = self.dev_order[:size]
         pick = pick.sort().values
-        self.batch_key = epoch if self.cfg.dev_rotate and self.cfg.dev_batch else 0
+        self.batch_key = epoch if self.rotating else 0
         dev = run.tasks[run.target]
         self.dev_inputs = to_device(dev.inputs("dev", pick), run.device)
         self.dev_labels = dev.labels("dev", pick).to(run.device)
@@ -409,7 +410,7 @@ class Avil:
         model = run.model
         theta = self.flat.get().clone()
         t0 = time.perf_counter()
-        if self.cfg.dev_rotate and epoch > 1:
+        if self.rotating and epoch > 1:
             self.use_dev_batch(run, epoch - 1)
         self.task_updates(run, theta)
         t1 = time.perf_counter()
@@ -493,8 +494,6 @@ class Avil:
         model = run.model
         theta = self.flat.get().clone()
         t0 = time.perf_counter()
-        if self.cfg.dev_rotate and epoch > 1:
-            self.use_dev_batch(run, epoch - 1)
         self.task_updates(run, theta)
         t1 = time.perf_counter()
         obj = self.objective(run, theta)
