@@ -62,7 +62,9 @@ VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_
             "avil_ownstep": ("avil", {"merge_step": "own"}),  # merged at the target's own step length
             "avil_balanced": ("avil", {"fit_loss": "balanced"}),  # class-balanced fitting loss
             "avil_half": ("avil", {"dev_batch": 128}),  # the fit on half as many dev examples (cost)
-            "avil_halfrot": ("avil", {"dev_batch": 128, "dev_rotate": True})}  # ... the next 128 of dev each epoch
+            "avil_halfrot": ("avil", {"dev_batch": 128, "dev_rotate": True}),  # ... the next 128 of dev each epoch
+            "avil_back": ("avil", {"merge_backtrack": 8}),  # every fit's mix halved until the untempered model can use it
+            "avil_halfrotback": ("avil", {"dev_batch": 128, "dev_rotate": True, "merge_backtrack": 8})}
 ABLATIONS = [m for m in VARIANTS if m not in METHODS]
 PAIRS = {
     "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},
@@ -280,13 +282,15 @@ def share_fit_stats(runs: list[dict], aux_of: list[str]) -> dict | None:
     over the target's own step on the fitting batch (nats): how much the fit found to read; and how
     many screens merged a mix whose untempered fitting loss was over twice both the epoch start's and
     the target's own step's (a long step whose logits the profiled temperature cooled)."""
-    epochs, blown = [], 0
+    epochs, blown, shortened = [], 0, 0
     for run, aux in zip(runs, aux_of):
         rows = run.get("rows", [])
         if not rows or "share" not in rows[0] or "dev_loss_own" not in rows[0]:
             return None
-        blown += any(r.get("merged_from") == "fit" and r["dev_loss_fit"] > 2 * max(r["dev_loss_before"], r["dev_loss_own"])
-                     for r in rows if r["task"] == rows[0]["task"])
+        first = [r for r in rows if r["task"] == rows[0]["task"]]
+        blown += any(r.get("merged_from") == "fit" and merged_loss(r) > 2 * max(r["dev_loss_before"], r["dev_loss_own"])
+                     for r in first)
+        shortened += any(0 < r.get("merge_scale", 1.0) < 1 for r in first)
         for e in sorted({r["epoch"] for r in rows}):
             here = {r["task"]: r for r in rows if r["epoch"] == e}
             c = here[aux]
@@ -296,7 +300,14 @@ def share_fit_stats(runs: list[dict], aux_of: list[str]) -> dict | None:
     steps = sorted(e[2] for e in epochs)
     return {"fits": len(epochs), "one_evaluation": st.mean(e[0] for e in epochs), "saturated": st.mean(e[1] for e in epochs),
             "step_median": st.median(steps), "step_p90": steps[int(0.9 * (len(steps) - 1))],
-            "gain_over_own_median": st.median(e[3] for e in epochs), "screens": len(runs), "screens_blown": blown}
+            "gain_over_own_median": st.median(e[3] for e in epochs), "screens": len(runs), "screens_blown": blown,
+            "screens_shortened": shortened}
+
+
+def merged_loss(row: dict) -> float:
+    """The untempered fitting loss of what training went on from (rows before `dev_loss_merged`
+    was recorded merged the fitted mix whenever `merged_from` is "fit")."""
+    return row.get("dev_loss_merged", row["dev_loss_fit"])
 
 
 def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]) -> dict:
@@ -416,6 +427,8 @@ def table(results: dict) -> str:
                 fh(m, lambda h: f"{h['gain_over_own_median']:+.4f}") for m in ms) + " | — |")
             lines.append("| (fits) screens that merged a mix with untempered fitting loss > 2× its start's and the target step's | " + " | ".join(
                 fh(m, lambda h: f"{h['screens_blown']}/{h['screens']}" if "screens_blown" in h else "—") for m in ms) + " | — |")
+            lines.append("| (fits) screens where the merge guard shortened a mix (`merge_backtrack`) | " + " | ".join(
+                fh(m, lambda h: f"{h['screens_shortened']}/{h['screens']}" if "screens_shortened" in h else "—") for m in ms) + " | — |")
         if all(r["methods"][m].get("screen_gains") for m in r["methods"]):
             g = {m: r["methods"][m]["screen_gains"] for m in r["methods"]}
             lines.append(f"| (screens) positive control's gain over single-task on {g['uniform']['split']}, mean ± sd | " + " | ".join(

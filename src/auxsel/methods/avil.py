@@ -116,6 +116,12 @@ class AvilConfig:
             (scaling the logits up can be undone by the temperature), so an unconverged fit can stop
             at an overlong step that leaves the model itself at chance (default True; docs/methods.md,
             "The merge guard").
+        merge_backtrack: "share": when > 0, the guard looks at every fit, converged or not, and
+            first shortens a mix that fails it along its own direction - halving its coefficients up
+            to this many times until its untempered fitting loss is no longer above both the epoch's
+            start and the target's own step - before falling back to the target's own step. The
+            candidates stay in the step (at its shorter length) and the shares are the fit's
+            (default 0: the guard as above; docs/methods.md, "The merge guard").
     """
 
     rho: float | None = None
@@ -144,6 +150,7 @@ class AvilConfig:
     fit_loss: str = "mean"
     merge_against: bool = False
     merge_guard: bool = True
+    merge_backtrack: int = 0
     merge_step: str = "fit"
 
     _CHOICES = {
@@ -179,6 +186,8 @@ class AvilConfig:
             raise AuxselError("avil.fit_ftol must be >= 0")
         if self.fit_evals < 1:
             raise AuxselError("avil.fit_evals must be >= 1")
+        if not 0 <= self.merge_backtrack <= 30:
+            raise AuxselError("avil.merge_backtrack must be in [0, 30] (halvings of the merged step)")
 
 
     @classmethod
@@ -426,8 +435,8 @@ class Avil:
                        self.cfg.fit_ftol)
         c = m @ fit["v"]
         raw_own = obj.raw_start  # the first evaluation is at v0: the target's own update
-        merged, raw_fit, merged_from = self.merge(obj, c, raw_own, before, fit["converged"])
-        raw_merged = raw_own if merged_from == "own" else raw_fit
+        merged, raw_fit, raw_merged, scale = self.merge(obj, c, raw_own, before, fit["converged"])
+        merged_from = "own" if scale == 0 else "fit"
         model.train()
         self.flat.set(merged)
         self.carry = (merged, self.batch_key, raw_merged)
@@ -448,7 +457,7 @@ class Avil:
                          "step": step, "temperature": 1.0 / obj.beta,
                          "delta_norm": float(norms[k]), "cos_target": float(cos[k]),
                          "dev_loss_before": before, "dev_loss_after": fit["loss"], "dev_loss_own": raw_own,
-                         "dev_loss_fit": raw_fit, "dev_loss_merged": raw_merged, "merged_from": merged_from, "fit_iters": fit["iters"],
+                         "dev_loss_fit": raw_fit, "dev_loss_merged": raw_merged, "merged_from": merged_from, "merge_scale": scale, "fit_iters": fit["iters"],
                          "fit_evals": fit["evals"], "fit_restarts": fit["restarts"],
                          "fit_grad_max": fit["grad_max"], "fit_stop": fit["stop"],
                          "fit_converged": fit["converged"],
@@ -457,29 +466,38 @@ class Avil:
 
     @torch.no_grad()
     def merge(self, obj: ShareObjective, c: torch.Tensor, raw_own: float, before: float,
-              converged: bool) -> tuple[torch.Tensor, float, str]:
-        """The parameters training goes on from, the fitted mix's untempered fitting loss, and
-        "fit" or "own" (which of the two training goes on from).
+              converged: bool) -> tuple[torch.Tensor, float, float, float]:
+        """The parameters training goes on from, the fitted mix's untempered fitting loss, the merged
+        parameters' untempered fitting loss, and the length merged as a fraction of the fitted mix's
+        (1: as fitted; 0: the target's own step instead).
 
-        The fitted mix (negative auxiliary coefficients as 0 unless `merge_against`), unless
-        `merge_guard` finds a fit that did not converge whose mix is worse on the fitting batch
-        than both not moving (`before`) and the target's own step (`raw_own`): then the target's
-        own step. The profiled temperature makes the fit's loss nearly flat along the step length,
-        so an unconverged fit can stop at a step the untempered model cannot use (measured: 36×
-        the target's update, dev loss 40, chance for the rest of the run). Converged fits are
-        merged as fitted: their long, cooled first-epoch steps are routine on the frozen-encoder
-        text pool and training recovers from them (docs/methods.md, "The merge guard")."""
+        The fitted mix (negative auxiliary coefficients as 0 unless `merge_against`) is merged unless
+        `merge_guard` finds it worse on the fitting batch than both not moving (`before`) and the
+        target's own step (`raw_own`). The profiled temperature makes the fit's loss nearly flat along
+        the step length, so a fit can end at a step the untempered model cannot use (measured: 36×
+        the target's update, dev loss 40, chance for the rest of the run). Without `merge_backtrack`
+        the guard looks only at fits that did not converge and trains on from the target's own step;
+        with it, every fit's mix is first halved along its own direction until it passes (the loss
+        returns to `before` as the length goes to 0), so the candidates stay in training
+        (docs/methods.md, "The merge guard")."""
         own = torch.zeros_like(c)
         own[0] = 1.0  # the target's own step
         coef = c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)])
         if self.cfg.merge_step == "own":
             cap = self.cfg.weight_cap
             coef = torch.cat([own[:1], (coef[1:] / c[0]).clamp(-cap, cap)]) if c[0] > 0 else own
-        merged = obj.params(coef)
         raw = obj.raw_loss_at(coef)
-        if self.cfg.merge_guard and not converged and not raw <= max(raw_own, before):
-            return obj.params(own), raw, "own"
-        return merged, raw, "fit"
+        bound = max(raw_own, before)
+        halvings = self.cfg.merge_backtrack
+        if not self.cfg.merge_guard or raw <= bound or (converged and not halvings):
+            return obj.params(coef), raw, raw, 1.0
+        scale = 1.0
+        for _ in range(halvings):
+            scale /= 2
+            shorter = obj.raw_loss_at(coef * scale)
+            if shorter <= bound:
+                return obj.params(coef * scale), raw, shorter, scale
+        return obj.params(own), raw, raw_own, 0.0
 
     def trunk_norms(self) -> torch.Tensor:
         return self.deltas[:, : self.flat.shared].norm(dim=1)
