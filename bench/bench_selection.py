@@ -61,13 +61,13 @@ def run_pair(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs:
 
 def fit_health(project: Path) -> dict:
     """αVIL's share fits in every screen and final of a finished project: how many, how many
-    stopped without converging, how many the merge guard kept out of training (docs/methods.md,
+    stopped without converging, how many the merge guard kept out of training or shortened (docs/methods.md,
     "The merge guard"); the report's warnings name each of them."""
     import pyarrow.parquet as pq
 
     out = {}
     for stage in ("screen", "final"):
-        fits = unconverged = guarded = 0
+        fits = unconverged = guarded = shortened = 0
         for path in sorted((project / "results" / stage).glob("*/seed-*/weights.parquet")):
             rows = pq.read_table(path).to_pylist()
             first = {}
@@ -79,7 +79,8 @@ def fit_health(project: Path) -> dict:
                 fits += 1
                 unconverged += not r["fit_converged"]
                 guarded += r.get("merged_from") == "own"
-        out[stage] = {"fits": fits, "unconverged": unconverged, "guarded": guarded}
+                shortened += 0 < (r.get("merge_scale") or 1.0) < 1
+        out[stage] = {"fits": fits, "unconverged": unconverged, "guarded": guarded, "shortened": shortened}
     return out
 
 
@@ -121,7 +122,7 @@ def table(results: dict) -> str:
             h = r["fit_health"]
             lines += ["", "αVIL share fits (one per epoch of every αVIL run): " + "; ".join(
                 f"{stage}s {v['fits']} (stopped without converging: {v['unconverged']}; kept out of training by "
-                f"the merge guard: {v['guarded']})" for stage, v in h.items()) + "."]
+                f"the merge guard: {v['guarded']}; shortened by it: {v.get('shortened', 0)})" for stage, v in h.items()) + "."]
         lines += ["", "| check | result |", "|---|---|",
                   f"| positive control ({PAIRS[key.split('-')[0]]['positive']}) kept | {'pass' if c['positive_kept'] else 'FAIL'} |",
                   f"| shuffled labels dropped | {'pass' if c['shuffled_dropped'] else 'FAIL'} |",

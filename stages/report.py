@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from auxsel import artifacts
 from auxsel.errors import AuxselError
 from auxsel.report import (bands, final_table, fit_warnings, format_final, format_screen, learned, mean_by_epoch, plots,
-                           provenance_table, wide)
+                           provenance_table, shortened_merges, wide)
 from auxsel.report.html import Figure, page
 from auxsel.params import NULL
 from stages import _common
@@ -110,6 +110,9 @@ def main() -> None:
     shown = ", ".join(final_weights) or "none"
     note = (f"Weight trajectories are drawn for the final runs whose weights change during training ({shown}); "
             f"the others keep fixed weights: {', '.join(fixed) or 'none'}.")
+    shortened = shortened_merges(fits)
+    if shortened:
+        note += f" {shortened}."
     warnings = fit_warnings(fits)
     if warnings:
         note += " αVIL share fits that did not converge or that the merge guard kept out of training: " + " | ".join(warnings) + "."

@@ -481,3 +481,20 @@ def test_fit_warnings_name_the_share_fits_that_did_not_converge():
         "guarded seed 4, epoch 3: share fit converged at step 9.00× the target's update at temperature 8.00; the merge "
         "guard trained on from the target's own step (the fitted mix's untempered loss was above both the epoch's start "
         "and the target's own step); the next epoch's fit started at dev loss 1.5 (this one at 1.7)"]
+
+
+def test_the_report_says_how_often_the_merge_guard_shortened_a_mix():
+    """merge_backtrack: a shortened merge is routine (most first fits on the frozen-encoder text
+    pairs), so the report counts them in one sentence instead of one warning each."""
+    from auxsel.report import shortened_merges
+
+    def row(epoch, scale):
+        return {"epoch": epoch, "task": "t", "merge_scale": scale, "fit_converged": True}
+
+    runs = {"screen/a seed 0": [row(1, 0.25), row(1, 0.25), row(2, 1.0)], "screen/b seed 0": [row(1, 0.5), row(2, 0.0)],
+            "final/uniform_all seed 0": [{"epoch": 1, "task": "t", "weight": 1.0}]}
+    assert shortened_merges(runs) == (
+        "The merge guard shortened 2 of 4 αVIL share fits' mixes along their own direction (to 1/2 to 1/4 of the "
+        "fitted step) because the untempered model scored worse on the fitting batch than both the epoch's start "
+        "and the target's own step")
+    assert shortened_merges({"screen/a seed 0": [row(1, 1.0), row(2, 0.0)]}) is None

@@ -156,6 +156,32 @@ def provenance_table(records: list[tuple[str, dict[str, Any]]]) -> dict[str, Any
     return {"stages": list(stages.values()), "packages": packages, "jobs": jobs}
 
 
+def shortened_merges(runs: dict[str, list[dict[str, Any]]]) -> str | None:
+    """One sentence on how often the merge guard shortened a fitted mix along its direction
+    (`merge_scale` strictly between 0 and 1, `avil.merge_backtrack`) and to what lengths; None when
+    no fit was shortened. Why not one line each: on the frozen-encoder text pairs nearly every
+    run's first fit is shortened (bench/README.md §7); it is routine, not an alarm, but the report
+    should still say that training went on from a shorter step than the fit chose."""
+    fits, scales = 0, []
+    for rows in runs.values():
+        per_epoch: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            per_epoch.setdefault(int(r["epoch"]), r)
+        for r in per_epoch.values():
+            if r.get("merge_scale") is None:
+                continue
+            fits += 1
+            if 0 < r["merge_scale"] < 1:
+                scales.append(r["merge_scale"])
+    if not scales:
+        return None
+    lo, hi = min(scales), max(scales)
+    span = f"1/{round(1 / hi)}" if lo == hi else f"1/{round(1 / hi)} to 1/{round(1 / lo)}"
+    return (f"The merge guard shortened {len(scales)} of {fits} αVIL share fits' mixes along their own direction "
+            f"(to {span} of the fitted step) because the untempered model scored worse on the fitting batch than "
+            f"both the epoch's start and the target's own step")
+
+
 def fit_warnings(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """One line per αVIL share fit that stopped without converging (`fit_converged` false) or whose
     mix the merge guard kept out of training (`merged_from` "own"), with the fitted step, its
