@@ -281,16 +281,18 @@ def share_fit_stats(runs: list[dict], aux_of: list[str]) -> dict | None:
     90th percentile (in target-update lengths), and the median untempered gain of the fitted mix
     over the target's own step on the fitting batch (nats): how much the fit found to read; and how
     many screens merged a mix whose untempered fitting loss was over twice both the epoch start's and
-    the target's own step's (a long step whose logits the profiled temperature cooled)."""
+    the target's own step's (a long step whose logits the profiled temperature cooled), and how many
+    the merge guard shortened (`auxsel.report.merge_outcome`, the report's reading of a row)."""
+    from auxsel.report.tables import merge_outcome
+
     epochs, blown, shortened = [], 0, 0
     for run, aux in zip(runs, aux_of):
         rows = run.get("rows", [])
         if not rows or "share" not in rows[0] or "dev_loss_own" not in rows[0]:
             return None
-        first = [r for r in rows if r["task"] == rows[0]["task"]]
-        blown += any(r.get("merged_from") == "fit" and merged_loss(r) > 2 * max(r["dev_loss_before"], r["dev_loss_own"])
-                     for r in first)
-        shortened += any(0 < r.get("merge_scale", 1.0) < 1 for r in first)
+        outcomes = {merge_outcome(r) for r in rows if r["task"] == rows[0]["task"]}
+        blown += "blown" in outcomes
+        shortened += "shortened" in outcomes
         for e in sorted({r["epoch"] for r in rows}):
             here = {r["task"]: r for r in rows if r["epoch"] == e}
             c = here[aux]
@@ -302,12 +304,6 @@ def share_fit_stats(runs: list[dict], aux_of: list[str]) -> dict | None:
             "step_median": st.median(steps), "step_p90": steps[int(0.9 * (len(steps) - 1))],
             "gain_over_own_median": st.median(e[3] for e in epochs), "screens": len(runs), "screens_blown": blown,
             "screens_shortened": shortened}
-
-
-def merged_loss(row: dict) -> float:
-    """The untempered fitting loss of what training went on from (rows before `dev_loss_merged`
-    was recorded merged the fitted mix whenever `merged_from` is "fit")."""
-    return row.get("dev_loss_merged", row["dev_loss_fit"])
 
 
 def summarise(pair: str, params: dict, seeds_out: list[dict], methods: list[str]) -> dict:

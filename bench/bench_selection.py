@@ -70,6 +70,8 @@ def fit_health(project: Path) -> dict:
     "The merge guard"); the report's warnings name each of them."""
     import pyarrow.parquet as pq
 
+    from auxsel.report.tables import merge_outcome
+
     out = {}
     for stage in ("screen", "final"):
         fits = unconverged = guarded = shortened = 0
@@ -83,8 +85,9 @@ def fit_health(project: Path) -> dict:
                     continue
                 fits += 1
                 unconverged += not r["fit_converged"]
-                guarded += r.get("merged_from") == "own"
-                shortened += 0 < (r.get("merge_scale") or 1.0) < 1
+                outcome = merge_outcome(r)
+                guarded += outcome == "own"
+                shortened += outcome == "shortened"
         out[stage] = {"fits": fits, "unconverged": unconverged, "guarded": guarded, "shortened": shortened}
     return out
 

@@ -498,3 +498,16 @@ def test_the_report_says_how_often_the_merge_guard_shortened_a_mix():
         "fitted step) because the untempered model scored worse on the fitting batch than both the epoch's start "
         "and the target's own step")
     assert shortened_merges({"screen/a seed 0": [row(1, 1.0), row(2, 0.0)]}) is None
+
+
+def test_merge_outcome_reads_how_a_fit_entered_training():
+    """The one reading of a weights row that the report and both benches share."""
+    from auxsel.report import merge_outcome
+
+    base = {"dev_loss_before": 0.69, "dev_loss_own": 0.3, "merged_from": "fit"}
+    assert merge_outcome({**base, "dev_loss_fit": 2.0, "dev_loss_merged": 2.0}) == "blown"  # > 2 × 0.69
+    assert merge_outcome({**base, "dev_loss_fit": 1.3, "dev_loss_merged": 1.3}) == "fit"
+    assert merge_outcome({**base, "dev_loss_fit": 2.0}) == "blown"  # rows before dev_loss_merged: the fit's
+    assert merge_outcome({**base, "dev_loss_fit": 2.0, "dev_loss_merged": 0.5, "merge_scale": 0.25}) == "shortened"
+    assert merge_outcome({**base, "merged_from": "own", "dev_loss_fit": 9.0, "merge_scale": 0.0}) == "own"
+    assert merge_outcome({"epoch": 1, "task": "t", "weight": 1.0}) == "fit"  # α read-out rows

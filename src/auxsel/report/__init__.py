@@ -7,7 +7,7 @@ rows into rows, PNG bytes and HTML text.
 from __future__ import annotations
 
 from auxsel.report.tables import (bands, final_table, fit_warnings, format_final, format_screen, learned, mean_by_epoch,
-                                  provenance_table, shortened_merges, wide)
+                                  merge_outcome, provenance_table, shortened_merges, wide)
 
 __all__ = ["bands", "final_table", "fit_warnings", "format_final", "format_screen", "learned", "mean_by_epoch",
-           "provenance_table", "shortened_merges", "wide"]
+           "merge_outcome", "provenance_table", "shortened_merges", "wide"]

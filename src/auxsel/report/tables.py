@@ -156,6 +156,23 @@ def provenance_table(records: list[tuple[str, dict[str, Any]]]) -> dict[str, Any
     return {"stages": list(stages.values()), "packages": packages, "jobs": jobs}
 
 
+def merge_outcome(row: dict[str, Any]) -> str:
+    """How one epoch's share fit entered training, from its weights row: "own" (the merge guard
+    trained on from the target's own step), "shortened" (the mix halved, `merge_scale` in (0, 1)),
+    "blown" (the mix as fitted although its untempered fitting loss was over twice both the epoch
+    start's and the target step's: a long step whose logits the profiled temperature cooled), or
+    "fit". The one reading of a row that the report and the benches share."""
+    if row.get("merged_from") == "own":
+        return "own"
+    if 0 < (row.get("merge_scale") or 1.0) < 1:
+        return "shortened"
+    merged = row.get("dev_loss_merged", row.get("dev_loss_fit"))  # rows before dev_loss_merged: the fit's
+    if merged is not None and "dev_loss_before" in row and "dev_loss_own" in row \
+            and merged > 2 * max(row["dev_loss_before"], row["dev_loss_own"]):
+        return "blown"
+    return "fit"
+
+
 def shortened_merges(runs: dict[str, list[dict[str, Any]]]) -> str | None:
     """One sentence on how often the merge guard shortened a fitted mix along its direction
     (`merge_scale` strictly between 0 and 1, `avil.merge_backtrack`) and to what lengths; None when
@@ -171,7 +188,7 @@ def shortened_merges(runs: dict[str, list[dict[str, Any]]]) -> str | None:
             if r.get("merge_scale") is None:
                 continue
             fits += 1
-            if 0 < r["merge_scale"] < 1:
+            if merge_outcome(r) == "shortened":
                 scales.append(r["merge_scale"])
     if not scales:
         return None
@@ -198,7 +215,7 @@ def fit_warnings(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             per_epoch.setdefault(int(r["epoch"]), r)
         for epoch, r in sorted(per_epoch.items()):
             unconverged = "fit_converged" in r and r["fit_converged"] is not None and not bool(r["fit_converged"])
-            guarded = r.get("merged_from") == "own"
+            guarded = merge_outcome(r) == "own"
             if not (unconverged or guarded):
                 continue
             fitted = (f"step {r.get('step', math.nan):.2f}× the target's update at temperature "
