@@ -70,17 +70,13 @@ def fit_health(project: Path) -> dict:
     "The merge guard"); the report's warnings name each of them."""
     import pyarrow.parquet as pq
 
-    from auxsel.report.tables import merge_outcome
+    from auxsel.report.tables import first_row_per_epoch, merge_outcome
 
     out = {}
     for stage in ("screen", "final"):
         fits = unconverged = guarded = shortened = 0
         for path in sorted((project / "results" / stage).glob("*/seed-*/weights.parquet")):
-            rows = pq.read_table(path).to_pylist()
-            first = {}
-            for r in rows:
-                first.setdefault(r["epoch"], r)
-            for r in first.values():
+            for r in first_row_per_epoch(pq.read_table(path).to_pylist()).values():
                 if r.get("fit_converged") is None:
                     continue
                 fits += 1

@@ -104,6 +104,10 @@ def main() -> None:
     lines += ["", f"Null candidate (target inputs, permuted labels): gain over single-task {null['gain_mean']:+.4f} "
               f"[{null['gain_ci_low']:+.4f}, {null['gain_ci_high']:+.4f}] on the dev holdout — what the multitask "
               "machinery gives by itself."]
+    if sel.get("power"):
+        from auxsel.report.tables import power_sentence
+
+        lines += ["", power_sentence(sel["power"])]
     lines += ["", f"Target test {report['metric']} of the final runs (mean ± std over seeds; selected: "
               f"{', '.join(sel['selected']) or 'none'}):", "", "| final method | test | n seeds |", "|---|---|---|"]
     for method, t in report["test"].items():

@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from auxsel import artifacts
 from auxsel.errors import AuxselError
-from auxsel.report.tables import format_screen
-from auxsel.select import COLUMNS, Rule, gain_stats, summarise
+from auxsel.report.tables import format_screen, power_sentence
+from auxsel.select import COLUMNS, Rule, gain_stats, power_summary, summarise
 from auxsel.params import NULL
 from stages import _common
 
@@ -68,6 +68,7 @@ def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict, list]
     rows = summarise(dev_base, dev, weight, rule, sd_floor=floor, null_dev=null_dev, null_weight=null_w)
     # what the multitask machinery gives by itself: the null candidate's gain over single-task
     null = gain_stats(dev_base, {NULL: null_dev}, dataclasses.replace(rule, variance="candidate"), floor)[NULL]
+    power = power_summary(null_dev if null_dev else dev_base, dev, rule, floor, rule.detect_gain, rule.power)
     selected = [r["aux"] for r in rows if r["selected"]]
     decision = {
         "target": target,
@@ -80,6 +81,7 @@ def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict, list]
         "selected": selected,
         "weights": {r["aux"]: r["weight_mean"] for r in rows if r["selected"]},
         "candidates": rows,
+        "power": power,
         "null": {"dev": {str(k): v for k, v in null_dev.items()}, "weight": {str(k): v for k, v in null_weight.items()},
                  "weight_mean": null_w, **null},
     }
@@ -100,6 +102,7 @@ def main() -> None:
     prov.write(out, "selection.provenance.json",
                outputs={n: artifacts.file_sha256(out / n) for n in ("selection.json", "selection.parquet")})
     print(format_screen(rows, decision["metric"], Rule(**params["select"]).confidence))
+    print(power_sentence(decision["power"]))
 
 
 if __name__ == "__main__":

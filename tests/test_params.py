@@ -121,7 +121,7 @@ FUZZ = [
                           "label": "left", "num_classes": 10}),
      "params: tasks: '_null' does not match '^[A-Za-z]"),  # a task name never collides with the null candidate
     (_set("select.level", 0), "params: select.level: 0 is less than or equal to the minimum of 0"),
-    (_set("select.variance", "median"), "params: select.variance: 'median' is not one of ['pooled', 'candidate']"),
+    (_set("select.variance", "median"), "params: select.variance: 'median' is not one of ['pooled', 'candidate', 'moderated']"),
     (_set("train.dev_holdout", 1), "params: train.dev_holdout: 1 is greater than or equal to the maximum of 1"),
     # issue 16 item 1: every builtin dataset's options have a schema
     (_set("tasks.left_more.options.shfit", 6), "params: tasks.left_more.options.shfit: unknown key; allowed: images, layout, n, shift"),
@@ -167,6 +167,42 @@ def test_schema_and_library_agree_on_method_keys():
     assert set(props["diw"]["properties"]) == _fields(DiwConfig)
     for key, allowed in AvilConfig._CHOICES.items():
         assert set(SCHEMA["$defs"]["avil"]["properties"][key]["enum"]) == set(allowed), key
+
+
+def test_schema_and_library_agree_on_select_keys():
+    from auxsel.select import VARIANCES, Rule
+
+    assert set(SCHEMA["properties"]["select"]["properties"]) == _fields(Rule)
+    assert set(SCHEMA["properties"]["select"]["properties"]["variance"]["enum"]) == set(VARIANCES)
+
+
+def test_power_statement_matches_a_simulation_of_the_rule():
+    """The detectable gain of power_summary is what the rule keeps with the stated probability: on
+    simulated screens (one helper of exactly that gain among 5, pooled variance, level 0.1) the
+    helper is kept about 80 % of the time; a +1 point gain needs more seeds than 5."""
+    import numpy as np
+
+    from auxsel.select import Rule, detectable_gain, power_summary, summarise
+
+    rule = Rule(variance="pooled", level=0.1)
+    rng = np.random.default_rng(3)
+    sd, n = 0.02, 5
+    ref = {s: 0.7 for s in range(n)}
+    noise = {f"c{j}": {s: 0.7 + rng.normal(0, sd) for s in range(n)} for j in range(5)}
+    power = power_summary(ref, noise, rule, floor=1e-4)
+    assert power["seeds"] == 5 and power["candidates"] == 5 and power["alpha"] == pytest.approx(0.02)
+    assert power["detectable_gain"] == pytest.approx(detectable_gain(power["sd"], 5, 20, 0.02))
+    need = power["seeds_for_detect"]
+    assert need > 5 and detectable_gain(power["sd"], need, 5 * (need - 1), 0.02) <= 0.01 < \
+        detectable_gain(power["sd"], need - 1, 5 * (need - 2), 0.02)
+    gain = detectable_gain(sd, n, 20, 0.02)
+    kept = 0
+    for _ in range(600):
+        dev = {"good": {s: 0.7 + gain + rng.normal(0, sd) for s in range(n)},
+               **{f"u{j}": {s: 0.7 + rng.normal(0, sd) for s in range(n)} for j in range(4)}}
+        rows = summarise(ref, dev, {a: {s: 1.0 for s in range(n)} for a in dev}, rule)
+        kept += next(r for r in rows if r["aux"] == "good")["selected"]
+    assert 0.72 < kept / 600 < 0.9  # Holm's first step is the binding one for a lone helper
 
 
 def test_schema_and_final_stage_agree_on_methods():
@@ -318,3 +354,36 @@ def test_non_finite_numbers_are_refused():
     params["train"]["lr"] = float("nan")
     with pytest.raises(AuxselError, match=r"^params: train.lr: nan is not a finite number$"):
         P.validate(params, SCHEMA)
+
+
+def test_moderated_variance_recovers_a_known_prior_and_sits_between_own_and_pooled():
+    """Smyth's empirical-Bayes prior (`select.variance: moderated`) on variances drawn from a known
+    scaled inverse-χ² prior (s0² = 4e-4, d0 = 10) with 4 df each: the fit finds both; variances that
+    all come from one σ² give d0 = inf (the pooled variance); and one candidate's moderated variance
+    lies between its own and the pool's, with d + d0 degrees of freedom."""
+    import math
+
+    import numpy as np
+
+    from auxsel.select import Rule, prior_variance, summarise
+
+    rng = np.random.default_rng(0)
+    true = 10 * 4e-4 / rng.chisquare(10, size=4000)  # each candidate's true variance, from the prior
+    sample = true * rng.chisquare(4, size=4000) / 4  # what 5 seeds estimate of it
+    s0, d0 = prior_variance(list(sample), 4)
+    assert s0 == pytest.approx(4e-4, rel=0.05) and d0 == pytest.approx(10, rel=0.2)
+    same = 4e-4 * rng.chisquare(4, size=4000) / 4
+    s0, d0 = prior_variance(list(same), 4)
+    assert math.isinf(d0) and s0 == pytest.approx(4e-4, rel=0.05)
+    base = {s: 0.7 for s in range(5)}
+    dev = {"steady": {s: 0.72 + 0.002 * (s % 2) for s in range(5)},
+           "wild": {s: 0.70 + (0.06 if s % 2 else -0.05) for s in range(5)},
+           "mid": {s: 0.71 + 0.01 * (s - 2) for s in range(5)},
+           "flat": {s: 0.70 + 0.004 * (s % 3) for s in range(5)}}
+    weight = {a: {s: 1.0 for s in range(5)} for a in dev}
+    rows = {v: {r["aux"]: r for r in summarise(base, dev, weight, Rule(variance=v))}
+            for v in ("candidate", "pooled", "moderated")}
+    own, pooled, mod = rows["candidate"]["steady"], rows["pooled"]["steady"], rows["moderated"]["steady"]
+    assert own["gain_se"] < mod["gain_se"] < pooled["gain_se"]
+    assert own["df"] == 4 and pooled["df"] == 16 and 4 < mod["df"] < math.inf
+    assert rows["moderated"]["wild"]["gain_se"] < rows["candidate"]["wild"]["gain_se"]

@@ -5,6 +5,7 @@ its figures are real images that a browser loads, and DVC and Snakemake read its
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import math
@@ -241,6 +242,26 @@ def test_screening_table_shows_the_selection_artifacts(built):
     assert decision["shuffled"].startswith("gain over the null candidate -0.0450 not above min_gain")
     assert "mean gain over single-task -0.0400 <= min_gain +0.0000" in decision["shuffled"]
     assert json.loads((root / "results/selection.json").read_text())["candidates"] == rows
+
+
+def test_the_selection_says_what_its_seeds_can_detect(built):
+    """The power statement from the fixture's gains over the null (left_more +0.05, +0.05; right
+    +0.04, +0.04; shuffled -0.03, -0.06): pooled sd from shuffled alone, between 1 (a candidate's
+    own) and 3 (pooled) degrees of freedom at 2 seeds (variance: moderated), Holm's first step 0.1/3;
+    shown on the page as written."""
+    from auxsel.report import power_sentence
+    from auxsel.select import detectable_gain
+
+    root, _, _ = built
+    power = json.loads((root / "results/selection.json").read_text())["power"]
+    sd = math.sqrt(2 * 0.015**2 / 3)
+    assert power["sd"] == pytest.approx(sd) and power["seeds"] == 2 and power["candidates"] == 3
+    assert 1 <= power["df"] <= 3
+    assert power["detectable_gain"] == pytest.approx(detectable_gain(sd, 2, power["df"], 0.1 / 3))
+    assert power["detectable_gain"] > 2 * sd  # 2 seeds: only a gain of several spreads is kept reliably
+    assert power["seeds_for_detect"] > 2
+    text = (root / "results/report/index.html").read_text(encoding="utf-8")
+    assert html.escape(power_sentence(power)) in text
 
 
 def test_final_table_shows_the_final_metrics(built):

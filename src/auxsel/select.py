@@ -8,13 +8,18 @@ itself cancels. Only dev numbers are read.
 The decision is a stated test: per candidate, one-sided H0 "mean gain ≤ min_gain" against
 H1 "mean gain > min_gain" (Student t), with the family-wise error rate over all candidates held
 at `level` by Holm's step-down procedure — five useless candidates each tested at 5 % would keep
-one of them up to 23 % of the time. Each candidate's gain has its own standard deviation by
-default (`variance: candidate`): on the default pool the seed-to-seed sd of the gain over the null
-ranged from 0.009 (the positive control) to 0.035 (a candidate that sometimes derails training),
-so a pooled sd would let one unstable candidate hide a steady one (bench/README.md §8);
-`variance: pooled` pools over the candidates (more degrees of freedom when they are alike). The sd
-is floored at `sd_floor` so a candidate whose gains happen to be equal does not get a zero-width
-interval.
+one of them up to 23 % of the time. The standard deviation of a candidate's gain is by default
+moderated (`variance: moderated`, Smyth 2004): its own sample variance (n - 1 df) shrunk toward a
+prior fitted to all candidates' variances, with d + d0 degrees of freedom. At 5 seeds a
+candidate's own sd has 4 df, and the one-sided t at Holm's first step (0.1 / 5) then needs the
+mean gain to be 1.34 sds; pooling gives 16 df but lets one unstable candidate hide a steady one
+(on the default pool the sds over the null ranged from 0.009 to 0.035). The prior's d0 is large
+when the candidates' variances differ no more than sampling makes them (then it is the pooled
+variance) and small when one is truly wilder, so it takes the pooled df only where pooling is
+right. Measured on 20-seed screens of four pool/target pairs, resampled to 5 seeds
+(bench/selection_power.py, bench/README.md §8), it keeps the positive control more often than
+`candidate` at the same family-wise error. The sd is floored at `sd_floor` so a candidate whose
+gains happen to be equal does not get a zero-width interval.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, special, stats
 
 from auxsel.errors import AuxselError
 
@@ -35,26 +40,36 @@ COLUMNS = [
 ]
 
 
+VARIANCES = ("candidate", "pooled", "moderated")
+
+
 @dataclass
 class Rule:
     """Keep a candidate whose gain is above `min_gain` by a one-sided t test that survives Holm's
     correction at family-wise `level`, and whose mean weight exceeds `min_weight` (None: the null
     candidate's mean weight - the share a task that cannot help still gets; 0 without a null); rank by mean
-    gain; keep at most `top_k`. `confidence` sets the two-sided interval that is reported."""
+    gain; keep at most `top_k`. `confidence` sets the two-sided interval that is reported; `detect_gain`
+    and `power` only set what the power statement reports (power_summary), not the decision."""
 
     min_gain: float = 0.0
     min_weight: float | None = None
     top_k: int | None = None
     confidence: float = 0.9
     level: float = 0.1
-    variance: str = "candidate"
+    variance: str = "moderated"
     sd_floor: float | None = None
+    detect_gain: float = 0.01
+    power: float = 0.8
 
     def __post_init__(self) -> None:
-        if self.variance not in ("pooled", "candidate"):
-            raise AuxselError(f"select.variance must be 'pooled' or 'candidate', not {self.variance!r}")
+        if self.variance not in VARIANCES:
+            raise AuxselError(f"select.variance must be one of {', '.join(VARIANCES)}, not {self.variance!r}")
         if not 0 < self.level < 1:
             raise AuxselError(f"select.level must be in (0, 1), not {self.level}")
+        if not self.detect_gain > 0:
+            raise AuxselError(f"select.detect_gain must be > 0, not {self.detect_gain}")
+        if not 0 < self.power < 1:
+            raise AuxselError(f"select.power must be in (0, 1), not {self.power}")
         if self.sd_floor is not None and not self.sd_floor >= 0:
             raise AuxselError(f"select.sd_floor must be >= 0, not {self.sd_floor}")
 
@@ -71,8 +86,56 @@ def holm(p: list[float]) -> list[float]:
     return out
 
 
-def _spread(gains: dict[str, np.ndarray], rule: Rule, floor: float) -> dict[str, tuple[float, int]]:
+def _trigamma_inverse(y: float) -> float:
+    """x with trigamma(x) = y (Newton's method as in limma's trigammaInverse)."""
+    if y > 1e7:
+        return 1.0 / math.sqrt(y)
+    if y < 1e-6:
+        return 1.0 / y
+    x = 0.5 + 1.0 / y
+    for _ in range(50):
+        tri = float(special.polygamma(1, x))
+        step = tri * (1 - tri / y) / float(special.polygamma(2, x))
+        x += step
+        if -step / x < 1e-8:
+            break
+    return x
+
+
+def prior_variance(variances: list[float], df: int, least: float = 1e-12) -> tuple[float, float]:
+    """Smyth's (2004) empirical-Bayes prior of the candidates' gain variances, each with `df` degrees
+    of freedom: (prior variance s0², prior degrees of freedom d0), fitted by moments of the log
+    variances (limma's fitFDist). d0 = inf when the variances spread no more than sampling alone
+    would make them (then the moderated variance is the pooled one); d0 near 0 when they truly differ.
+    Variances are clipped at `least` (e.g. the squared sd floor): one candidate whose gains happen to
+    be equal would otherwise read as an infinitely spread pool."""
+    z = np.log(np.maximum(np.asarray(variances, dtype=float), max(least, 1e-300)))
+    e = z - special.digamma(df / 2) + math.log(df / 2)
+    excess = float(np.var(e, ddof=1)) - float(special.polygamma(1, df / 2)) if len(e) > 1 else 0.0
+    if excess <= 0:
+        return float(np.exp(e.mean())), math.inf
+    d0 = 2 * _trigamma_inverse(excess)
+    return float(np.exp(e.mean() + special.digamma(d0 / 2) - math.log(d0 / 2))), d0
+
+
+def _spread(gains: dict[str, np.ndarray], rule: Rule, floor: float) -> dict[str, tuple[float, float]]:
     """(standard deviation, degrees of freedom) of one seed's gain, per candidate."""
+    if rule.variance == "moderated":
+        own = {a: float(g.var(ddof=1)) for a, g in gains.items() if len(g) > 1}
+        dfs = {len(gains[a]) - 1 for a in own}
+        if len(own) < 2 or len(dfs) != 1:  # nothing to borrow from (or unequal seeds): each its own
+            return _spread(gains, Rule(variance="candidate"), floor)
+        d = dfs.pop()
+        s0, d0 = prior_variance(list(own.values()), d, least=max(floor, 1e-6) ** 2)
+        out = {}
+        for a, g in gains.items():
+            if a not in own:
+                out[a] = (math.nan, 0)
+            elif math.isinf(d0):
+                out[a] = (max(math.sqrt(s0), floor), d * len(own))  # the pooled variance and its df
+            else:
+                out[a] = (max(math.sqrt((d0 * s0 + d * own[a]) / (d0 + d)), floor), d0 + d)
+        return out
     if rule.variance == "pooled":
         ss = sum(float(((g - g.mean()) ** 2).sum()) for g in gains.values() if len(g) > 1)
         df = sum(len(g) - 1 for g in gains.values())
@@ -112,6 +175,51 @@ def gain_stats(reference: dict[int, float], screen_dev: dict[str, dict[int, floa
     for aux, adj in zip(out, holm([r["p_value"] for r in out.values()])):
         out[aux]["p_holm"] = adj
     return out
+
+
+def detectable_gain(sd: float, n: int, df: float, alpha: float, power: float = 0.8) -> float:
+    """The true mean gain that a one-sided t test at `alpha` on n seeds' gains of standard deviation
+    `sd` (with `df` degrees of freedom) detects with probability `power` (noncentral t)."""
+    if n < 2 or not df > 0 or not sd > 0:
+        return math.inf
+    crit = float(stats.t.ppf(1 - alpha, df))
+    se = sd / math.sqrt(n)
+    return float(optimize.brentq(lambda d: float(stats.nct.sf(crit, df, d / se)) - power, 0.0, 50 * se + 1.0))
+
+
+def power_summary(reference: dict[int, float], screen_dev: dict[str, dict[int, float]], rule: Rule,
+                  floor: float, detect: float = 0.01, power: float = 0.8) -> dict[str, Any]:
+    """What this run's seeds can detect: the candidates' typical gain spread (pooled sd of their
+    gains over `reference`), the true gain a lone helper among them needs to be kept with
+    probability `power` (tested at level/m, the first step of Holm's procedure over m candidates,
+    with the rule's degrees of freedom), and how many seeds a gain of `detect` would need.
+
+    Why: at 5 seeds a text pool's +1.7 point positive control is kept in about a quarter of seed draws
+    (bench/README.md §8); a researcher must see that "not kept" here can mean "not measurable"."""
+    gains = {a: np.array([screen_dev[a][s] - reference[s] for s in sorted(set(screen_dev[a]) & set(reference))])
+             for a in screen_dev}
+    m = len(gains)
+    n = min((len(g) for g in gains.values()), default=0)
+    if m == 0 or n < 2:
+        return {"seeds": n, "candidates": m, "sd": math.nan, "power": power, "detectable_gain": math.inf,
+                "detect": detect, "seeds_for_detect": None}
+    pooled = _spread(gains, Rule(variance="pooled"), floor)
+    sd = next(iter(pooled.values()))[0]
+    d0 = math.inf  # moderated: the prior's degrees of freedom, a property of how the candidates' spreads differ
+    if rule.variance == "moderated" and len({len(g) for g in gains.values()}) == 1:
+        d0 = prior_variance([float(g.var(ddof=1)) for g in gains.values()], n - 1, least=max(floor, 1e-6) ** 2)[1]
+
+    def df(k: int) -> float:
+        if rule.variance == "candidate":
+            return k - 1
+        if rule.variance == "moderated" and math.isfinite(d0):
+            return min(k - 1 + d0, m * (k - 1))
+        return m * (k - 1)
+
+    alpha = rule.level / m
+    need = next((k for k in range(2, 1001) if detectable_gain(sd, k, df(k), alpha, power) <= detect), None)
+    return {"seeds": n, "candidates": m, "sd": sd, "df": df(n), "power": power, "alpha": alpha,
+            "detectable_gain": detectable_gain(sd, n, df(n), alpha, power), "detect": detect, "seeds_for_detect": need}
 
 
 def summarise(

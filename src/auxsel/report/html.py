@@ -14,6 +14,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from auxsel.report.tables import power_sentence
+
+VARIANCE_TEXT = {"pooled": "pooled over the candidates", "candidate": "per candidate",
+                 "moderated": "per candidate, shrunk toward the pool's by an empirical-Bayes prior"}
+
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1150px;padding:0 1em;color:#222;line-height:1.4}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
@@ -105,6 +110,7 @@ def screening_section(sel: dict[str, Any], candidates: list[dict[str, Any]], fig
                     f'sized like a typical candidate, screened every seed) gains <span class="num" data-value="{null["gain_mean"]!r}">'
                     f'{null["gain_mean"]:+.4f}</span>{esc(span)} over single-task: what the multitask machinery gives by '
                     f'itself. A candidate is kept only if it also beats the null (<b>gain over null</b>).</p>')
+    power_txt = f'<p id="power">{esc(power_sentence(sel.get("power")))}</p>' if sel.get("power") else ""
     return f"""
 <h2 id="screening">Screening: which candidates help the target</h2>
 <p>Each candidate was trained with the target by αVIL (pairwise, one run per seed). <b>Weight</b>: the candidate's
@@ -113,11 +119,12 @@ seeds. <b>Gain</b>: the target's dev {esc(metric)} with the candidate minus the 
 seed (absolute, paired by seed), mean, standard deviation and {conf:.0%} Student-t interval over seeds.</p>
 <p>Rule: keep a candidate when a one-sided t test says its gain is above <code>min_gain = {rule['min_gain']:+.4f}</code>
 with Holm's correction across the candidates at family-wise level <code>level = {rule.get('level', 0.1):g}</code>
-(standard deviation {'pooled over the candidates' if rule.get('variance', 'candidate') == 'pooled' else 'per candidate'})
+(standard deviation {VARIANCE_TEXT.get(rule.get('variance', 'candidate'), 'per candidate')})
 and its weight is above {('<code>min_weight = ' + format(rule['min_weight'], '.3f') + '</code>') if rule.get('min_weight') is not None else "the null candidate's mean weight (<code>min_weight: null</code>)"}; rank kept candidates by gain and keep at most
 <code>top_k = {esc(top_k if top_k is not None else 'all')}</code>.</p>
 <p class="muted">Single-task baseline dev {esc(metric)}: {base_txt or 'n/a'}.</p>
 {null_txt}
+{power_txt}
 <table id="screening-table">
 <thead><tr><th>rank</th><th>candidate</th><th>seeds</th><th>weight mean</th><th>weight std</th><th>gain mean</th><th>gain std</th>
 <th>{conf:.0%} interval low</th><th>{conf:.0%} interval high</th><th>Holm p</th><th>gain over null</th><th>Holm p (null)</th><th>decision</th><th>why</th></tr></thead>

@@ -156,6 +156,28 @@ def provenance_table(records: list[tuple[str, dict[str, Any]]]) -> dict[str, Any
     return {"stages": list(stages.values()), "packages": packages, "jobs": jobs}
 
 
+def power_sentence(power: dict[str, Any] | None) -> str:
+    """selection.json's power statement in one sentence (auxsel.select.power_summary): what a
+    candidate's true gain must be for these seeds to keep it, and the seeds a `detect` gain needs."""
+    if not power or not math.isfinite(power.get("detectable_gain") or math.inf):
+        return "Power: fewer than 2 seeds or no spread to judge from; nothing can be said about what these seeds detect."
+    need = power.get("seeds_for_detect")
+    need_txt = f"{need} seeds" if need is not None else "more than 1,000 seeds"
+    return (f"Power: the candidates' gains spread {power['sd']:.4f} per seed (pooled sd); at {power['seeds']} seeds a lone "
+            f"helper among {power['candidates']} candidates is kept with {power['power']:.0%} probability only if its true gain "
+            f"over the reference is at least {power['detectable_gain']:+.4f} (one-sided t at {power['alpha']:.3g}, Holm's first "
+            f"step); a gain of {power['detect']:+.4f} would need {need_txt}.")
+
+
+def first_row_per_epoch(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """A run's weights rows (one per task and epoch) reduced to the first row of each epoch: the
+    share fit's columns repeat on every task's row of an epoch, so one row stands for the fit."""
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        out.setdefault(int(r["epoch"]), r)
+    return out
+
+
 def merge_outcome(row: dict[str, Any]) -> str:
     """How one epoch's share fit entered training, from its weights row: "own" (the merge guard
     trained on from the target's own step), "shortened" (the mix halved, `merge_scale` in (0, 1)),
@@ -181,10 +203,7 @@ def shortened_merges(runs: dict[str, list[dict[str, Any]]]) -> str | None:
     should still say that training went on from a shorter step than the fit chose."""
     fits, scales = 0, []
     for rows in runs.values():
-        per_epoch: dict[int, dict[str, Any]] = {}
-        for r in rows:
-            per_epoch.setdefault(int(r["epoch"]), r)
-        for r in per_epoch.values():
+        for r in first_row_per_epoch(rows).values():
             if r.get("merge_scale") is None:
                 continue
             fits += 1
@@ -210,9 +229,7 @@ def fit_warnings(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     "final/avil_all seed 4") to its weights.parquet rows; runs without fit columns give nothing."""
     out = []
     for name, rows in runs.items():
-        per_epoch: dict[int, dict[str, Any]] = {}
-        for r in rows:
-            per_epoch.setdefault(int(r["epoch"]), r)
+        per_epoch = first_row_per_epoch(rows)
         for epoch, r in sorted(per_epoch.items()):
             unconverged = "fit_converged" in r and r["fit_converged"] is not None and not bool(r["fit_converged"])
             guarded = merge_outcome(r) == "own"

@@ -1,0 +1,238 @@
+"""How often does the selection keep the positive control and drop the rest, at k seeds? Measured,
+not simulated: one pool's whole screening (baseline, null, every candidate) over many seeds, then
+the rule (auxsel.select.summarise, as stages/select.py calls it) applied to random k-seed subsets.
+
+    python bench/selection_power.py --pairs b c --frozen-encoder --seeds 0 1 ... 19
+    python bench/selection_power.py --pairs c --frozen-encoder --reuse c=<project> --rules '[{}, {"variance": "pooled"}]'
+
+bench/power.py answers the same question on simulated screens with one σ for every run; this one
+keeps what a simulation leaves out - candidates of unequal spread, screens correlated within a seed,
+a shuffled control that is not exactly useless. Subsets of k out of N seeds overlap, so the rates at
+k close to N lean toward the N-seed decision; read them at k ≤ N/2.
+
+Per pair it also writes the judging diagnostic: the correlation, over (seed, candidate), of a
+screen's gain over the null on the dev holdout (what decides) and on test (1,000-2,000 examples,
+the same models). Near 0, the holdout's sampling noise, not training, is what the test sees.
+
+Results: bench/results/<--results>.{md,json} (default selection_power); pairs merge into what is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "src"))
+
+from bench_ranking import PAIRS, pair_params  # noqa: E402
+from bench_text_pipeline import make_project, snakemake  # noqa: E402
+
+from auxsel.params import NULL  # noqa: E402
+from auxsel.select import Rule, summarise  # noqa: E402
+
+SIZES = [3, 5, 8, 10]
+RULES = [{"variance": "candidate"}, {"variance": "pooled"}, {"variance": "moderated"},
+         {"variance": "moderated", "level": 0.05}, {"variance": "moderated", "level": 0.2}]
+
+
+def run_screens(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs: int, reuse: Path | None,
+                avil: dict | None = None) -> Path:
+    """A project whose baseline, null and screens of every seed are finished (its selection too)."""
+    params = pair_params(pair, seeds, text_epochs, frozen)
+    if avil:
+        params["avil"] = {**(params.get("avil") or {}), **avil}
+    if reuse is not None:
+        got = yaml.safe_load((reuse / "params.yaml").read_text())
+        skip = ("seeds", "final", "select")  # what the screens do not depend on (the rules are applied here)
+        mine = {k: v for k, v in params.items() if k not in skip}
+        if {k: v for k, v in got.items() if k not in skip} != mine:
+            raise SystemExit(f"--reuse {pair}={reuse}: its params.yaml is not this pair's params")
+        got["seeds"] = seeds  # more seeds: snakemake runs only the missing baseline and screens
+        (reuse / "params.yaml").write_text(yaml.safe_dump(got, sort_keys=False))
+        project = reuse
+    else:
+        project = Path(tempfile.mkdtemp(prefix=f"auxsel-power-{pair}-")) / "p"
+        make_project(project, ROOT / "data" / "raw", yaml.safe_dump(params, sort_keys=False))
+    snakemake(project, cores, "results/selection.json")
+    return project
+
+
+def load_screens(project: Path) -> dict:
+    """Per seed: the holdout and test metric of the baseline, the null and every candidate, and the
+    candidates' screened weights."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    target = params["target"]
+    metric = json.loads((project / f"data/prepared/{target}/meta.json").read_text())["metric"]
+
+    def read(folder: Path) -> dict:
+        return json.loads((folder / "summary.json").read_text())
+
+    out = {"target": target, "metric": metric, "seeds": params["seeds"], "candidates": params["candidates"],
+           "select": params["select"], "holdout_n": None, "runs": {}}
+    meta = json.loads((project / f"data/prepared/{target}/meta.json").read_text())
+    out["holdout_n"] = int(round(meta["counts"]["dev"] * params["train"]["dev_holdout"]))
+    for s in params["seeds"]:
+        base = read(project / f"results/baseline/{target}/seed-{s}")["metrics"]
+        row = {"single": {"holdout": base["holdout"][metric], "test": base["test"][metric]}}
+        for aux in [NULL, *params["candidates"]]:
+            summ = read(project / f"results/screen/{aux}/seed-{s}")
+            row[aux] = {"holdout": summ["metrics"]["holdout"][metric], "test": summ["metrics"]["test"][metric],
+                        "weight": summ["final_weights"][aux]}
+        out["runs"][str(s)] = row
+    return out
+
+
+def decide(screens: dict, seeds: list[int], rule: Rule) -> set[str]:
+    """The candidates the rule keeps on these seeds (as stages/select.py decides)."""
+    runs = [screens["runs"][str(s)] for s in seeds]
+    base = {i: r["single"]["holdout"] for i, r in enumerate(runs)}
+    dev = {a: {i: r[a]["holdout"] for i, r in enumerate(runs)} for a in screens["candidates"]}
+    weight = {a: {i: r[a]["weight"] for i, r in enumerate(runs)} for a in screens["candidates"]}
+    null = {i: r[NULL]["holdout"] for i, r in enumerate(runs)}
+    null_w = float(np.mean([r[NULL]["weight"] for r in runs]))
+    rows = summarise(base, dev, weight, rule, sd_floor=1.0 / screens["holdout_n"], null_dev=null, null_weight=null_w)
+    return {r["aux"] for r in rows if r["selected"]}
+
+
+def reference(screens: dict) -> dict:
+    """Every candidate's gain over the null on test and on the holdout over all seeds (mean, se), and
+    the correlation of the two per (seed, candidate)."""
+    runs = list(screens["runs"].values())
+    ref, hold, test = {}, [], []
+    for a in screens["candidates"]:
+        t = np.array([r[a]["test"] - r[NULL]["test"] for r in runs])
+        h = np.array([r[a]["holdout"] - r[NULL]["holdout"] for r in runs])
+        ts = np.array([r[a]["test"] - r["single"]["test"] for r in runs])
+        ref[a] = {"test_over_null": float(t.mean()), "test_over_null_se": float(t.std(ddof=1) / math.sqrt(len(t))),
+                  "test_over_single": float(ts.mean()),
+                  "holdout_over_null": float(h.mean()), "holdout_over_null_se": float(h.std(ddof=1) / math.sqrt(len(h)))}
+        hold += list(h)
+        test += list(t)
+    corr = float(np.corrcoef(hold, test)[0, 1])
+    return {"candidates": ref, "holdout_test_corr": corr}
+
+
+def resample(screens: dict, sizes: list[int], rules: list[dict], draws: int, useless: list[str], seed: int = 0) -> list[dict]:
+    """P(kept) per candidate and P(any of `useless` kept) - the family-wise error - per rule and k."""
+    rng = np.random.default_rng(seed)
+    seeds = list(screens["seeds"])
+    out = []
+    for k in sizes:
+        if k > len(seeds):
+            continue
+        subsets = [sorted(rng.choice(seeds, size=k, replace=False).tolist()) for _ in range(draws)]
+        for over in rules:
+            rule = Rule(**{**screens["select"], **over})
+            kept = [decide(screens, sub, rule) for sub in subsets]
+            out.append({"k": k, "rule": over, "draws": draws,
+                        "p_kept": {a: sum(a in s for s in kept) / draws for a in screens["candidates"]},
+                        "p_any_useless": sum(bool(s & set(useless)) for s in kept) / draws,
+                        "mean_kept": float(np.mean([len(s) for s in kept]))})
+    return out
+
+
+def at_seeds(screens: dict, rules: list[dict], seeds: list[int]) -> dict[str, list[str]]:
+    """What each rule keeps on exactly these seeds (e.g. the configs' default 0-4)."""
+    return {rule_name(over): sorted(decide(screens, seeds, Rule(**{**screens["select"], **over}))) for over in rules}
+
+
+def rule_name(over: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in over.items()) or "default"
+
+
+def table(key: str, res: dict) -> str:
+    spec = PAIRS[key.split("-")[0]]
+    pos, shuf = spec["positive"], spec["shuffled"]
+    others = [a for a in res["screens"]["candidates"] if a not in (pos, shuf)]
+    ref = res["reference"]["candidates"]
+    lines = [f"### ({key}) {res['name']} — {len(res['screens']['seeds'])} seeds, holdout {res['screens']['holdout_n']} examples",
+             "", f"`{res['command']}` — {res['date']}", "",
+             f"Gain over the null, all {len(res['screens']['seeds'])} seeds (mean ± se): the judging holdout and test "
+             f"(the same models). Correlation of a screen's holdout gain and its test gain: "
+             f"**{res['reference']['holdout_test_corr']:+.2f}**.", "",
+             "| candidate | holdout | test | test over single |", "|---|---|---|---|"]
+    for a in [pos, shuf, *others]:
+        r = ref[a]
+        lines.append(f"| {a} | {r['holdout_over_null']:+.4f} ± {r['holdout_over_null_se']:.4f} | "
+                     f"{r['test_over_null']:+.4f} ± {r['test_over_null_se']:.4f} | {r['test_over_single']:+.4f} |")
+    useless = ", ".join(res["useless"]) or "none"
+    lines += ["", f"P(kept) over {res['resample'][0]['draws']} random k-seed subsets; last column: P(any candidate kept "
+              f"whose {len(res['screens']['seeds'])}-seed test gain over the null is ≤ 0 ({useless})) — the family-wise error:", "",
+              f"| rule | k | {pos} (positive) | {shuf} (shuffled) | " + " | ".join(others) + " | mean kept | any useless kept |",
+              "|---|---|---|---|" + "---|" * len(others) + "---|---|"]
+    for r in sorted(res["resample"], key=lambda r: (rule_name(r["rule"]), r["k"])):
+        p = r["p_kept"]
+        lines.append(f"| {rule_name(r['rule'])} | {r['k']} | {p[pos]:.2f} | {p[shuf]:.2f} | "
+                     + " | ".join(f"{p[a]:.2f}" for a in others) + f" | {r['mean_kept']:.2f} | {r['p_any_useless']:.2f} |")
+    first = res.get("first_five")
+    if first:
+        seeds = res["screens"]["seeds"][:5]
+        lines += ["", f"Kept on seeds {seeds} (the configs' default seeds): "
+                  + "; ".join(f"{name}: {', '.join(kept) or 'nothing'}" for name, kept in first.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(20)))
+    ap.add_argument("--sizes", type=int, nargs="+", default=SIZES)
+    ap.add_argument("--rules", type=json.loads, default=RULES, help="overrides of the select section, one per rule (JSON list)")
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--frozen-encoder", action="store_true")
+    ap.add_argument("--text-epochs", type=int, default=6)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--reuse", nargs="*", default=[], metavar="PAIR=PROJECT",
+                    help="a finished project of the pair's params (more seeds are added to it)")
+    ap.add_argument("--avil", type=json.loads, default=None,
+                    help="overrides of the pairs' avil section (JSON), e.g. '{\"merge_backtrack\": 8}'; use with --results")
+    ap.add_argument("--results", default="selection_power")
+    args = ap.parse_args()
+    if args.avil and args.results == "selection_power":
+        raise SystemExit("--avil is a variant: give it its own --results name")
+    reuse = {k: Path(v) for k, v in (r.split("=", 1) for r in args.reuse)}
+    path = ROOT / f"bench/results/{args.results}.json"
+    saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}
+    for pair in args.pairs:
+        frozen = bool(args.frozen_encoder and PAIRS[pair].get("text"))
+        key = f"{pair}-frozen" if frozen else pair
+        project = run_screens(pair, args.seeds, frozen, args.cores, args.text_epochs, reuse.get(pair), args.avil)
+        screens = load_screens(project)
+        ref = reference(screens)
+        # useless: no better than the null on test over all seeds (the positive control never counts)
+        useless = [a for a, r in ref["candidates"].items() if r["test_over_null"] <= 0 and a != PAIRS[pair]["positive"]]
+        res = {"name": PAIRS[pair]["name"] + (" (frozen-encoder mode)" if frozen else ""),
+               "date": f"{datetime.now():%Y-%m-%d %H:%M}", "project": str(project),
+               "command": f"python bench/selection_power.py --pairs {pair}" + (" --frozen-encoder" if frozen else "")
+                          + f" --seeds {' '.join(map(str, args.seeds))} --draws {args.draws}"
+                          + (f" --rules '{json.dumps(args.rules)}'" if args.rules != RULES else "")
+                          + (f" --reuse {pair}=<finished project>" if pair in reuse else "")
+                          + (f" --avil '{json.dumps(args.avil)}' --results {args.results}" if args.avil else ""),
+               "screens": screens, "reference": ref, "useless": useless,
+               "resample": resample(screens, args.sizes, args.rules, args.draws, useless),
+               "first_five": at_seeds(screens, args.rules, screens["seeds"][:5])}
+        saved["pairs"][key] = res
+        print(table(key, res), flush=True)
+    import torch
+
+    saved["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    path.write_text(json.dumps(saved, indent=1))
+    head = (f"Generated by bench/selection_power.py; {saved['machine']}. Each pair: the screening of many seeds "
+            "(snakemake to results/selection.json), then auxsel.select's rule on random k-seed subsets of them.\n\n")
+    (ROOT / f"bench/results/{args.results}.md").write_text(head + "\n".join(table(k, r) for k, r in sorted(saved["pairs"].items())))
+
+
+if __name__ == "__main__":
+    main()
