@@ -34,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_args import add_pair_args, add_variant_args, check_variant, reuse_map, variant_command  # noqa: E402
 from bench_ranking import PAIRS, pair_params  # noqa: E402
 from bench_text_pipeline import make_project, snakemake  # noqa: E402
 
@@ -137,20 +138,12 @@ def table(results: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    add_pair_args(ap)
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: params.yaml's seeds")
-    ap.add_argument("--frozen-encoder", action="store_true")
-    ap.add_argument("--text-epochs", type=int, default=6)
-    ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--reuse", nargs="*", default=[], metavar="PAIR=PROJECT",
-                    help="read a pair's results from a finished project with exactly its params instead of running it")
-    ap.add_argument("--avil", type=json.loads, default=None,
-                    help="overrides of the pairs' avil section (JSON), e.g. '{\"merge_backtrack\": 8}'; use with --results")
-    ap.add_argument("--results", default="selection", help="bench/results/<name>.{md,json} (default: selection)")
+    add_variant_args(ap, "selection")
     args = ap.parse_args()
-    if args.avil and args.results == "selection":
-        raise SystemExit("--avil is a variant: give it its own --results name")
-    reuse = {k: Path(v) for k, v in (r.split("=", 1) for r in args.reuse)}
+    check_variant(args, "selection")
+    reuse = reuse_map(args)
     seeds = args.seeds or yaml.safe_load((ROOT / "params.yaml").read_text())["seeds"]
     path = ROOT / f"bench/results/{args.results}.json"
     done = {}
@@ -163,7 +156,7 @@ def main() -> None:
                    command=f"python bench/bench_selection.py --pairs {pair}" + (" --frozen-encoder" if frozen else "")
                            + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else "")
                            + (f" --reuse {pair}=<finished project>" if pair in reuse else "")
-                           + (f" --avil '{json.dumps(args.avil)}' --results {args.results}" if args.avil else ""))
+                           + variant_command(args, "selection"))
         res["checks"] = checks(key, res)
         done[key] = res
         print(table({key: res}), flush=True)

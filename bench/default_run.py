@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_args import add_variant_args, check_variant, variant_command  # noqa: E402
 from bench_text_pipeline import make_project, snakemake  # noqa: E402
 
 
@@ -41,12 +42,11 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--check", action="store_true", help="rerun and compare with bench/results/default_run.json")
     ap.add_argument("--tolerance", type=float, default=0.005)
-    ap.add_argument("--avil", type=json.loads, default=None,
-                    help="overrides of params' avil section (JSON): a variant of the default run, e.g. '{\"dev_batch\": 128}'")
-    ap.add_argument("--results", default="default_run", help="bench/results/<name>.{md,json} (default: default_run)")
+    add_variant_args(ap, "default_run")
     args = ap.parse_args()
     if args.check and (args.avil or args.results != "default_run"):
         raise SystemExit("--check compares the shipped params' run with bench/results/default_run.json: no --avil/--results")
+    check_variant(args, "default_run")
     params_text = (ROOT / "params.yaml").read_text()
     if args.avil:
         import yaml
@@ -81,7 +81,7 @@ def main() -> None:
         f"`snakemake --cores {args.cores}` on a fresh project with the shipped params.yaml"
         + (f" and `avil: {json.dumps(args.avil)}`" if args.avil else "")
         + " (`python bench/default_run.py"
-        + (f" --avil '{json.dumps(args.avil)}' --results {args.results}" if args.avil or args.results != "default_run" else "")
+        + variant_command(args, "default_run")
         + "`), "
         f"{datetime.now():%Y-%m-%d %H:%M}, {platform.machine()} {os.cpu_count()}-core CPU, torch {torch.__version__}, "
         f"one thread per job: **{wall:.0f} s wall** for {sum(jobs.values())} jobs "

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench_args import add_pair_args, add_variant_args, check_variant, reuse_map, variant_command  # noqa: E402
 from bench_ranking import PAIRS, pair_params  # noqa: E402
 from bench_text_pipeline import make_project, snakemake  # noqa: E402
 
@@ -186,23 +187,15 @@ def table(key: str, res: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    add_pair_args(ap)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(20)))
     ap.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     ap.add_argument("--rules", type=json.loads, default=RULES, help="overrides of the select section, one per rule (JSON list)")
     ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--frozen-encoder", action="store_true")
-    ap.add_argument("--text-epochs", type=int, default=6)
-    ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--reuse", nargs="*", default=[], metavar="PAIR=PROJECT",
-                    help="a finished project of the pair's params (more seeds are added to it)")
-    ap.add_argument("--avil", type=json.loads, default=None,
-                    help="overrides of the pairs' avil section (JSON), e.g. '{\"merge_backtrack\": 8}'; use with --results")
-    ap.add_argument("--results", default="selection_power")
+    add_variant_args(ap, "selection_power")
     args = ap.parse_args()
-    if args.avil and args.results == "selection_power":
-        raise SystemExit("--avil is a variant: give it its own --results name")
-    reuse = {k: Path(v) for k, v in (r.split("=", 1) for r in args.reuse)}
+    check_variant(args, "selection_power")
+    reuse = reuse_map(args)
     path = ROOT / f"bench/results/{args.results}.json"
     saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}
     for pair in args.pairs:
@@ -219,7 +212,7 @@ def main() -> None:
                           + f" --seeds {' '.join(map(str, args.seeds))} --draws {args.draws}"
                           + (f" --rules '{json.dumps(args.rules)}'" if args.rules != RULES else "")
                           + (f" --reuse {pair}=<finished project>" if pair in reuse else "")
-                          + (f" --avil '{json.dumps(args.avil)}' --results {args.results}" if args.avil else ""),
+                          + variant_command(args, "selection_power"),
                "screens": screens, "reference": ref, "useless": useless,
                "resample": resample(screens, args.sizes, args.rules, args.draws, useless),
                "first_five": at_seeds(screens, args.rules, screens["seeds"][:5])}

@@ -1,0 +1,44 @@
+"""Command-line pieces the whole-pipeline benches share (bench_selection, selection_power,
+default_run), so a variant run is asked for, named and guarded the same way everywhere."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_variant_args(ap: argparse.ArgumentParser, results: str) -> None:
+    """--avil (overrides of the params' avil section) and --results (the file it goes to)."""
+    ap.add_argument("--avil", type=json.loads, default=None,
+                    help="overrides of the params' avil section (JSON), e.g. '{\"merge_backtrack\": 8}'; use with --results")
+    ap.add_argument("--results", default=results, help=f"bench/results/<name>.{{md,json}} (default: {results})")
+
+
+def check_variant(args: argparse.Namespace, results: str) -> None:
+    """A variant never overwrites the shipped configuration's results file."""
+    if args.avil and args.results == results:
+        raise SystemExit(f"--avil is a variant: give it its own --results name (not {results})")
+
+
+def variant_command(args: argparse.Namespace, results: str) -> str:
+    """The arguments that name a variant in a results file's command line ('' for the shipped one)."""
+    if not args.avil and args.results == results:
+        return ""
+    return (f" --avil '{json.dumps(args.avil)}'" if args.avil else "") + f" --results {args.results}"
+
+
+def add_pair_args(ap: argparse.ArgumentParser) -> None:
+    """The four pool/target pairs of bench_ranking and how their text pairs run."""
+    from bench_ranking import PAIRS
+
+    ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    ap.add_argument("--frozen-encoder", action="store_true", help="text pairs in the frozen-encoder screening mode")
+    ap.add_argument("--text-epochs", type=int, default=6)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--reuse", nargs="*", default=[], metavar="PAIR=PROJECT",
+                    help="a finished project of the pair's params instead of a fresh one")
+
+
+def reuse_map(args: argparse.Namespace) -> dict[str, Path]:
+    return {k: Path(v) for k, v in (r.split("=", 1) for r in args.reuse)}
