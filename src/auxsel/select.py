@@ -194,8 +194,9 @@ def power_summary(reference: dict[int, float], screen_dev: dict[str, dict[int, f
     probability `power` (tested at level/m, the first step of Holm's procedure over m candidates,
     with the rule's degrees of freedom), and how many seeds a gain of `detect` would need.
 
-    Why: at 5 seeds a text pool's +1.7 point positive control is kept in about a quarter of seed draws
-    (bench/README.md §8); a researcher must see that "not kept" here can mean "not measurable"."""
+    Why: at 5 seeds the +1.5 to +1.7 point positive controls of the default pool and the frozen
+    sentiment pool are kept in about a third of seed draws (bench/README.md §8); a researcher must
+    see that "not kept" here can mean "not measurable"."""
     gains = {a: np.array([screen_dev[a][s] - reference[s] for s in sorted(set(screen_dev[a]) & set(reference))])
              for a in screen_dev}
     m = len(gains)
