@@ -4,28 +4,49 @@ default_run), so a variant run is asked for, named and guarded the same way ever
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
 
 def add_variant_args(ap: argparse.ArgumentParser, results: str) -> None:
-    """--avil (overrides of the params' avil section) and --results (the file it goes to)."""
+    """--avil (overrides of the params' avil section), --target-task (of the target's task spec) and
+    --results (the file a variant goes to)."""
     ap.add_argument("--avil", type=json.loads, default=None,
                     help="overrides of the params' avil section (JSON), e.g. '{\"merge_backtrack\": 8}'; use with --results")
+    ap.add_argument("--target-task", type=json.loads, default=None,
+                    help="overrides of the target's task spec (JSON), e.g. '{\"dev_fraction\": 0.3, \"max_dev\": 900}'; "
+                         "use with --results")
     ap.add_argument("--results", default=results, help=f"bench/results/<name>.{{md,json}} (default: {results})")
 
 
 def check_variant(args: argparse.Namespace, results: str) -> None:
     """A variant never overwrites the shipped configuration's results file."""
-    if args.avil and args.results == results:
-        raise SystemExit(f"--avil is a variant: give it its own --results name (not {results})")
+    if is_variant(args) and args.results == results:
+        raise SystemExit(f"--avil and --target-task make a variant: give it its own --results name (not {results})")
+
+
+def is_variant(args: argparse.Namespace) -> bool:
+    return bool(args.avil or args.target_task)
+
+
+def apply_variant(params: dict, args: argparse.Namespace) -> dict:
+    """`params` with the variant's overrides (a copy; the shipped params when there are none)."""
+    out = copy.deepcopy(params)
+    if args.avil:
+        out["avil"] = {**(out.get("avil") or {}), **args.avil}
+    if args.target_task:
+        out["tasks"][out["target"]] = {**out["tasks"][out["target"]], **args.target_task}
+    return out
 
 
 def variant_command(args: argparse.Namespace, results: str) -> str:
     """The arguments that name a variant in a results file's command line ('' for the shipped one)."""
-    if not args.avil and args.results == results:
+    if not is_variant(args) and args.results == results:
         return ""
-    return (f" --avil '{json.dumps(args.avil)}'" if args.avil else "") + f" --results {args.results}"
+    return ((f" --avil '{json.dumps(args.avil)}'" if args.avil else "")
+            + (f" --target-task '{json.dumps(args.target_task)}'" if args.target_task else "")
+            + f" --results {args.results}")
 
 
 def add_pair_args(ap: argparse.ArgumentParser) -> None:

@@ -34,7 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_args import add_pair_args, add_variant_args, check_variant, reuse_map, variant_command  # noqa: E402
+from bench_args import (add_pair_args, add_variant_args, apply_variant, check_variant, reuse_map,  # noqa: E402
+                        variant_command)
 from bench_ranking import PAIRS, pair_params  # noqa: E402
 from bench_text_pipeline import make_project, snakemake  # noqa: E402
 
@@ -42,10 +43,8 @@ FINALS = ["single", "uniform_all", "avil_all", "fixed", "avil"]
 
 
 def run_pair(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs: int, reuse: Path | None,
-             avil: dict | None = None) -> dict:
-    params = pair_params(pair, seeds, text_epochs, frozen)
-    if avil:
-        params["avil"] = {**(params.get("avil") or {}), **avil}
+             args: argparse.Namespace) -> dict:
+    params = apply_variant(pair_params(pair, seeds, text_epochs, frozen), args)
     params["final"]["methods"] = list(FINALS)
     if reuse is not None:  # a finished project of exactly these params (e.g. bench/default_run.py's for pair a)
         project = reuse
@@ -150,7 +149,7 @@ def main() -> None:
     for pair in args.pairs:
         frozen = args.frozen_encoder and PAIRS[pair].get("text")
         key = f"{pair}-frozen" if frozen else pair
-        res = run_pair(pair, seeds, bool(frozen), args.cores, args.text_epochs, reuse.get(pair), args.avil)
+        res = run_pair(pair, seeds, bool(frozen), args.cores, args.text_epochs, reuse.get(pair), args)
         res.update(name=PAIRS[pair]["name"] + (" (frozen-encoder mode)" if frozen else ""),
                    date=f"{datetime.now():%Y-%m-%d %H:%M}",
                    command=f"python bench/bench_selection.py --pairs {pair}" + (" --frozen-encoder" if frozen else "")

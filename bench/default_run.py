@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_args import add_variant_args, check_variant, variant_command  # noqa: E402
+from bench_args import add_variant_args, apply_variant, check_variant, is_variant, variant_command  # noqa: E402
 from bench_text_pipeline import make_project, snakemake  # noqa: E402
 
 
@@ -44,16 +44,15 @@ def main() -> None:
     ap.add_argument("--tolerance", type=float, default=0.005)
     add_variant_args(ap, "default_run")
     args = ap.parse_args()
-    if args.check and (args.avil or args.results != "default_run"):
-        raise SystemExit("--check compares the shipped params' run with bench/results/default_run.json: no --avil/--results")
+    if args.check and (is_variant(args) or args.results != "default_run"):
+        raise SystemExit("--check compares the shipped params' run with bench/results/default_run.json: "
+                         "no --avil/--target-task/--results")
     check_variant(args, "default_run")
     params_text = (ROOT / "params.yaml").read_text()
-    if args.avil:
+    if is_variant(args):
         import yaml
 
-        params = yaml.safe_load(params_text)
-        params["avil"] = {**(params.get("avil") or {}), **args.avil}
-        params_text = yaml.safe_dump(params, sort_keys=False)
+        params_text = yaml.safe_dump(apply_variant(yaml.safe_load(params_text), args), sort_keys=False)
     project = Path(tempfile.mkdtemp(prefix="auxsel-default-")) / "p"
     raw = ROOT / "data" / "raw"
     raw.mkdir(parents=True, exist_ok=True)  # a fresh clone: the pipeline's fetch rule fills the project's copy
@@ -80,6 +79,7 @@ def main() -> None:
     lines = [
         f"`snakemake --cores {args.cores}` on a fresh project with the shipped params.yaml"
         + (f" and `avil: {json.dumps(args.avil)}`" if args.avil else "")
+        + (f" and target task `{json.dumps(args.target_task)}`" if args.target_task else "")
         + " (`python bench/default_run.py"
         + variant_command(args, "default_run")
         + "`), "

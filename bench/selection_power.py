@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "src"))
 
-from bench_args import add_pair_args, add_variant_args, check_variant, reuse_map, variant_command  # noqa: E402
+from bench_args import (add_pair_args, add_variant_args, apply_variant, check_variant, reuse_map,  # noqa: E402
+                        variant_command)
 from bench_ranking import PAIRS, pair_params  # noqa: E402
 from bench_text_pipeline import make_project, snakemake  # noqa: E402
 
@@ -49,11 +50,9 @@ RULES = [{"variance": "candidate"}, {"variance": "pooled"}, {"variance": "modera
 
 
 def run_screens(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs: int, reuse: Path | None,
-                avil: dict | None = None) -> Path:
+                args: argparse.Namespace) -> Path:
     """A project whose baseline, null and screens of every seed are finished (its selection too)."""
-    params = pair_params(pair, seeds, text_epochs, frozen)
-    if avil:
-        params["avil"] = {**(params.get("avil") or {}), **avil}
+    params = apply_variant(pair_params(pair, seeds, text_epochs, frozen), args)
     if reuse is not None:
         got = yaml.safe_load((reuse / "params.yaml").read_text())
         skip = ("seeds", "final", "select")  # what the screens do not depend on (the rules are applied here)
@@ -201,7 +200,7 @@ def main() -> None:
     for pair in args.pairs:
         frozen = bool(args.frozen_encoder and PAIRS[pair].get("text"))
         key = f"{pair}-frozen" if frozen else pair
-        project = run_screens(pair, args.seeds, frozen, args.cores, args.text_epochs, reuse.get(pair), args.avil)
+        project = run_screens(pair, args.seeds, frozen, args.cores, args.text_epochs, reuse.get(pair), args)
         screens = load_screens(project)
         ref = reference(screens)
         # useless: no better than the null on test over all seeds (the positive control never counts)

@@ -148,14 +148,17 @@ def _spread(gains: dict[str, np.ndarray], rule: Rule, floor: float) -> dict[str,
     return out
 
 
+def paired_gains(reference: dict[int, float], screen_dev: dict[str, dict[int, float]]) -> dict[str, np.ndarray]:
+    """Per candidate, its metric minus the reference's on each seed both have, in seed order."""
+    return {aux: np.array([by_seed[s] - reference[s] for s in sorted(set(by_seed) & set(reference))], dtype=float)
+            for aux, by_seed in screen_dev.items()}
+
+
 def gain_stats(reference: dict[int, float], screen_dev: dict[str, dict[int, float]], rule: Rule,
                floor: float) -> dict[str, dict[str, Any]]:
     """Per candidate: the paired gains over `reference` (per seed), their mean, standard error,
     degrees of freedom, one-sided t and p against min_gain, Holm-adjusted p, and the interval."""
-    gains = {}
-    for aux in screen_dev:
-        seeds = sorted(set(screen_dev[aux]) & set(reference))
-        gains[aux] = np.array([screen_dev[aux][s] - reference[s] for s in seeds], dtype=float)
+    gains = paired_gains(reference, screen_dev)
     spread = _spread(gains, rule, floor)
     out = {}
     for aux, g in gains.items():
@@ -197,8 +200,7 @@ def power_summary(reference: dict[int, float], screen_dev: dict[str, dict[int, f
     Why: at 5 seeds the +1.5 to +1.7 point positive controls of the default pool and the frozen
     sentiment pool are kept in about a third of seed draws (bench/README.md §8); a researcher must
     see that "not kept" here can mean "not measurable"."""
-    gains = {a: np.array([screen_dev[a][s] - reference[s] for s in sorted(set(screen_dev[a]) & set(reference))])
-             for a in screen_dev}
+    gains = paired_gains(reference, screen_dev)
     m = len(gains)
     n = min((len(g) for g in gains.values()), default=0)
     if m == 0 or n < 2:
