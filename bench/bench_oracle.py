@@ -164,7 +164,7 @@ def main() -> None:
             continue
         own_mean, own_std = st.mean(v["test"] for v in own), st.stdev(v["test"] for v in own)
         regret = mean[best] - own_mean
-        # the pipeline's own compute: baseline + screening, the null's included (provenance), plus its final
+        # the pipeline's own compute: baseline + screening epochs, the null's included, plus its final's
         final_secs = sum(v["epoch_seconds"] for v in own)
         frac = (pipe_secs + final_secs) / exh_secs
         jobs_frac = (pipe_parts["baseline"] + pipe_parts["screen"] + sum(v["seconds"] for v in own)) / exh_wall

@@ -197,9 +197,9 @@ def power_summary(reference: dict[int, float], screen_dev: dict[str, dict[int, f
     probability `power` (tested at level/m, the first step of Holm's procedure over m candidates,
     with the rule's degrees of freedom), and how many seeds a gain of `detect` would need.
 
-    Why: at 5 seeds the +1.5 to +1.7 point positive controls of the default pool and the frozen
-    sentiment pool are kept in about a third of seed draws (bench/README.md §8); a researcher must
-    see that "not kept" here can mean "not measurable"."""
+    Why: at 5 seeds the default pool's positive control (+1.9 points over the null on test) is
+    kept in about a third of seed draws (bench/README.md §8); a researcher must see that "not
+    kept" here can mean "not measurable"."""
     gains = paired_gains(reference, screen_dev)
     m = len(gains)
     n = min((len(g) for g in gains.values()), default=0)
