@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -92,14 +93,14 @@ def main() -> None:
         f"{sel['rule'].get('variance', 'pooled')} sd, Holm at family-wise level {sel['rule'].get('level', 0.1):g}; "
         "weight = screened αVIL weight, target = 1):",
         "",
-        "| rank | candidate | weight | dev gain | interval | Holm p | gain over null | Holm p | decision |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| rank | candidate | weight | dev gain | interval | Holm p | gain over null | dev examples' se | Holm p | decision |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         decision = "**keep**" if r["selected"] else f"drop: {r['reason']}"
         lines.append(f"| {r['rank']} | {r['aux']} | {r['weight_mean']:.3f} ± {r['weight_std']:.3f} | {r['gain_mean']:+.4f} | "
                      f"[{r['gain_ci_low']:+.4f}, {r['gain_ci_high']:+.4f}] | {r['p_holm']:.3f} | "
-                     f"{r['null_gain_mean']:+.4f} | {r['null_p_holm']:.3f} | {decision} |")
+                     f"{r['null_gain_mean']:+.4f} | {_se(r.get('null_dev_se'))} | {r['null_p_holm']:.3f} | {decision} |")
     null = sel["null"]
     lines += ["", f"Null candidate (target inputs, permuted labels): gain over single-task {null['gain_mean']:+.4f} "
               f"[{null['gain_ci_low']:+.4f}, {null['gain_ci_high']:+.4f}] on the dev holdout — what the multitask "
@@ -119,6 +120,10 @@ def main() -> None:
     (out / f"{args.results}.json").write_text(json.dumps({"wall_seconds": wall, "jobs": jobs, "selection": sel,
                                                       "report": report, "project": str(project),
                                                       "machine": machine()}, indent=1))
+
+
+def _se(value) -> str:
+    return f"{value:.4f}" if value is not None and math.isfinite(value) else "not measured"
 
 
 def machine() -> dict[str, str]:

@@ -41,12 +41,14 @@ from bench_args import (add_pair_args, add_variant_args, apply_variant, check_va
 from bench_ranking import PAIRS, pair_params  # noqa: E402
 from bench_text_pipeline import make_project, snakemake  # noqa: E402
 
+from auxsel import dev_sampling  # noqa: E402
 from auxsel.params import NULL  # noqa: E402
+from auxsel.seeding import derive_seed  # noqa: E402
 from auxsel.select import Rule, summarise  # noqa: E402
 
 SIZES = [3, 5, 8, 10]
 RULES = [{"variance": "candidate"}, {"variance": "pooled"}, {"variance": "moderated"},
-         {"variance": "moderated", "level": 0.05}, {"variance": "moderated", "level": 0.2}]
+         {"variance": "moderated", "level": 0.05}, {"variance": "moderated", "level": 0.2}, {"dev_variance": True}]
 
 
 def run_screens(pair: str, seeds: list[int], frozen: bool, cores: int, text_epochs: int, reuse: Path | None,
@@ -91,7 +93,40 @@ def load_screens(project: Path) -> dict:
             row[aux] = {"holdout": summ["metrics"]["holdout"][metric], "test": summ["metrics"]["test"][metric],
                         "weight": summ["final_weights"][aux]}
         out["runs"][str(s)] = row
+    out["dev_cov"] = dev_covariances(project, params, meta)
     return out
+
+
+def dev_covariances(project: Path, params: dict, meta: dict) -> dict:
+    """Per candidate, the (seeds × seeds) covariance of its gains over single-task ("single") and
+    over the null ("null") through the dev examples (auxsel.dev_sampling, seeded as stages/select.py
+    seeds it): a k-seed subset's shared variance is the mean off-diagonal entry of its block."""
+    from auxsel.runs import HOLDOUT_FILE, read_holdout
+
+    folders = {"single": project / f"results/baseline/{params['target']}"}
+    folders.update({a: project / f"results/screen/{a}" for a in [*params["candidates"], NULL]})
+    answers = {}
+    for name, folder in folders.items():
+        for s in params["seeds"]:
+            if not (folder / f"seed-{s}" / HOLDOUT_FILE).exists():
+                raise SystemExit(f"{folder}/seed-{s} has no {HOLDOUT_FILE}: the project's runs predate it (screens keep "
+                                 f"no model to recompute it from); run a fresh project")
+            answers.setdefault(name, {})[s] = read_holdout(folder / f"seed-{s}")
+    weights = dev_sampling.example_weights(int(meta["counts"]["dev"]), derive_seed(params["seed"], "select", params["target"]))
+
+    def cov(name: str, ref: str) -> list:
+        return dev_sampling.gain_covariance(answers, name, ref, weights, meta["metric"], int(meta["num_classes"])).tolist()
+
+    return {"seeds": sorted(params["seeds"]),
+            "single": {a: cov(a, "single") for a in params["candidates"]},
+            "null": {a: cov(a, NULL) for a in params["candidates"]}}
+
+
+def shared(screens: dict, seeds: list[int], ref: str) -> dict[str, float]:
+    """Per candidate, the dev-example variance its mean gain over `ref` has on these seeds."""
+    order = screens["dev_cov"]["seeds"]
+    idx = [order.index(s) for s in seeds]
+    return {a: dev_sampling.shared_variance(np.asarray(c), idx) for a, c in screens["dev_cov"][ref].items()}
 
 
 def decide(screens: dict, seeds: list[int], rule: Rule) -> set[str]:
@@ -102,7 +137,8 @@ def decide(screens: dict, seeds: list[int], rule: Rule) -> set[str]:
     weight = {a: {i: r[a]["weight"] for i, r in enumerate(runs)} for a in screens["candidates"]}
     null = {i: r[NULL]["holdout"] for i, r in enumerate(runs)}
     null_w = float(np.mean([r[NULL]["weight"] for r in runs]))
-    rows = summarise(base, dev, weight, rule, sd_floor=1.0 / screens["holdout_n"], null_dev=null, null_weight=null_w)
+    rows = summarise(base, dev, weight, rule, sd_floor=1.0 / screens["holdout_n"], null_dev=null, null_weight=null_w,
+                     shared=shared(screens, seeds, "single"), null_shared=shared(screens, seeds, "null"))
     return {r["aux"] for r in rows if r["selected"]}
 
 
@@ -111,13 +147,15 @@ def reference(screens: dict) -> dict:
     the correlation of the two per (seed, candidate)."""
     runs = list(screens["runs"].values())
     ref, hold, test = {}, [], []
+    dev_var = shared(screens, screens["seeds"], "null")
     for a in screens["candidates"]:
         t = np.array([r[a]["test"] - r[NULL]["test"] for r in runs])
         h = np.array([r[a]["holdout"] - r[NULL]["holdout"] for r in runs])
         ts = np.array([r[a]["test"] - r["single"]["test"] for r in runs])
         ref[a] = {"test_over_null": float(t.mean()), "test_over_null_se": float(t.std(ddof=1) / math.sqrt(len(t))),
                   "test_over_single": float(ts.mean()),
-                  "holdout_over_null": float(h.mean()), "holdout_over_null_se": float(h.std(ddof=1) / math.sqrt(len(h)))}
+                  "holdout_over_null": float(h.mean()), "holdout_over_null_se": float(h.std(ddof=1) / math.sqrt(len(h))),
+                  "holdout_over_null_dev_se": math.sqrt(dev_var[a])}
         hold += list(h)
         test += list(t)
     corr = float(np.corrcoef(hold, test)[0, 1])
@@ -161,12 +199,15 @@ def table(key: str, res: dict) -> str:
              "", f"`{res['command']}` — {res['date']}", "",
              f"Gain over the null, all {len(res['screens']['seeds'])} seeds (mean ± se): the judging holdout and test "
              f"(the same models). Correlation of a screen's holdout gain and its test gain: "
-             f"**{res['reference']['holdout_test_corr']:+.2f}**.", "",
-             "| candidate | holdout | test | test over single |", "|---|---|---|---|"]
+             f"**{res['reference']['holdout_test_corr']:+.2f}**. The holdout's ± is the seeds' se; 'shared' is the "
+             f"se its examples add, which every seed shares (auxsel.dev_sampling).", "",
+             "| candidate | holdout | shared | test | test over single |", "|---|---|---|---|---|"]
     for a in [pos, shuf, *others]:
         r = ref[a]
+        dev_se = r.get("holdout_over_null_dev_se")
         lines.append(f"| {a} | {r['holdout_over_null']:+.4f} ± {r['holdout_over_null_se']:.4f} | "
-                     f"{r['test_over_null']:+.4f} ± {r['test_over_null_se']:.4f} | {r['test_over_single']:+.4f} |")
+                     + (f"{dev_se:.4f}" if dev_se is not None else "not measured")
+                     + f" | {r['test_over_null']:+.4f} ± {r['test_over_null_se']:.4f} | {r['test_over_single']:+.4f} |")
     useless = ", ".join(res["useless"]) or "none"
     lines += ["", f"P(kept) over {res['resample'][0]['draws']} random k-seed subsets; last column: P(any candidate kept "
               f"whose {len(res['screens']['seeds'])}-seed test gain over the null is ≤ 0 ({useless})) — the family-wise error:", "",

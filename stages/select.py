@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pyarrow as pa
 
-from auxsel import artifacts
+from auxsel import artifacts, dev_sampling
 from auxsel.errors import AuxselError
 from auxsel.report.tables import format_screen, power_sentence
 from auxsel.select import COLUMNS, Rule, gain_stats, power_summary, summarise
 from auxsel.params import NULL
+from auxsel.runs import HOLDOUT_FILE, read_holdout
+from auxsel.seeding import derive_seed
 from stages import _common
 
 
@@ -32,6 +35,32 @@ def _metric(summary: dict, split: str, metric: str, where: str) -> float:
     except (KeyError, TypeError):
         raise AuxselError(f"select: {where}/summary.json has no {split} {metric}; rerun that job "
                           f"(it predates train.dev_holdout or was damaged)") from None
+
+
+def _holdout(folder) -> dict:
+    if not (folder / HOLDOUT_FILE).exists():
+        raise AuxselError(f"select: {folder} has no {HOLDOUT_FILE} (the run predates it); rerun that job, or set "
+                          f"select.dev_variance: false to judge by the seed-to-seed variance alone")
+    return read_holdout(folder)
+
+
+def shared_variances(params: dict, meta: dict, candidates: list[str]) -> tuple[dict, dict, dict]:
+    """Per candidate, the dev-example variance of its mean gain over single-task and over the null,
+    and the null's own over single-task (auxsel.dev_sampling): the bootstrap replicates are seeded
+    by (global seed, "select", target), so a rerun gives the same numbers."""
+    target = params["target"]
+    folder = {"single": _common.RESULTS / "baseline" / target}
+    folder.update({aux: _common.RESULTS / "screen" / aux for aux in [*candidates, NULL]})
+    answers = {name: {s: _holdout(f / f"seed-{s}") for s in params["seeds"]} for name, f in folder.items()}
+    weights = dev_sampling.example_weights(int(meta["counts"]["dev"]), derive_seed(params["seed"], "select", target))
+
+    def shared(name: str, ref: str) -> float:
+        return dev_sampling.shared_variance(dev_sampling.gain_covariance(answers, name, ref, weights, meta["metric"],
+                                                                         int(meta["num_classes"])))
+
+    over_single = {aux: shared(aux, "single") for aux in candidates}
+    over_null = {aux: shared(aux, NULL) for aux in candidates}
+    return over_single, over_null, {NULL: shared(NULL, "single")}
 
 
 def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict, list]:
@@ -65,10 +94,20 @@ def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict, list]
     if rule.sd_floor is not None:
         floor = rule.sd_floor
     null_w = sum(null_weight.values()) / len(null_weight)
-    rows = summarise(dev_base, dev, weight, rule, sd_floor=floor, null_dev=null_dev, null_weight=null_w)
+    # the dev examples' shared variance: measured whenever the runs kept their holdout answers (the
+    # table shows it), in the test only with select.dev_variance, which then requires it
+    answer_files = [_common.RESULTS / kind / name / f"seed-{s}" / HOLDOUT_FILE for s in params["seeds"]
+                    for kind, name in [("baseline", target), *(("screen", a) for a in [*candidates, NULL])]]
+    shared, null_shared, null_own = {}, {}, {}
+    if split == "holdout" and (rule.dev_variance or all(f.exists() for f in answer_files)):
+        shared, null_shared, null_own = shared_variances(params, meta, candidates)
+        inputs += answer_files
+    rows = summarise(dev_base, dev, weight, rule, sd_floor=floor, null_dev=null_dev, null_weight=null_w,
+                     shared=shared, null_shared=null_shared)
     # what the multitask machinery gives by itself: the null candidate's gain over single-task
-    null = gain_stats(dev_base, {NULL: null_dev}, dataclasses.replace(rule, variance="candidate"), floor)[NULL]
-    power = power_summary(null_dev if null_dev else dev_base, dev, rule, floor, rule.detect_gain, rule.power)
+    null = gain_stats(dev_base, {NULL: null_dev}, dataclasses.replace(rule, variance="candidate"), floor, null_own)[NULL]
+    typical = sum(null_shared.values()) / len(null_shared) if null_shared else math.nan
+    power = power_summary(null_dev if null_dev else dev_base, dev, rule, floor, rule.detect_gain, rule.power, typical)
     selected = [r["aux"] for r in rows if r["selected"]]
     decision = {
         "target": target,
@@ -76,7 +115,8 @@ def decide(params: dict, candidates: list[str]) -> tuple[list[dict], dict, list]
         "split": split,
         "rule": params["select"],
         "test": {"kind": "one-sided t, Holm across candidates", "level": rule.level, "variance": rule.variance,
-                 "sd_floor": floor},
+                 "sd_floor": floor, "dev_variance": rule.dev_variance,
+                 "bootstrap_replicates": dev_sampling.REPLICATES if shared else 0},
         "baseline_dev": {str(s): v for s, v in dev_base.items()},
         "selected": selected,
         "weights": {r["aux"]: r["weight_mean"] for r in rows if r["selected"]},

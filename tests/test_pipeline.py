@@ -112,6 +112,34 @@ def check_results(root: Path, params: dict) -> dict:
         assert prov["null"]["rows"] == 120 and prov["dev_split"]["holdout"] == 30  # median candidate; half of 60
         summary = json.loads((root / f"results/screen/_null/seed-{seed}/summary.json").read_text())
         assert sel["null"]["dev"][str(seed)] == summary["metrics"]["holdout"]["accuracy"]
+    # every run keeps its answers on the holdout: they give the metric it recorded, every run of a seed
+    # was judged on the same rows (its seed's half of dev), and the selection bootstrapped them
+    from auxsel.runs import read_holdout
+    from auxsel.train import holdout_rows
+
+    for seed in params["seeds"]:
+        folders = [root / f"results/baseline/left/seed-{seed}", root / f"results/final/avil/seed-{seed}",
+                   *(root / f"results/screen/{a}/seed-{seed}" for a in [*params["candidates"], "_null"])]
+        first = None
+        for folder in folders:
+            ans = read_holdout(folder)
+            recorded = json.loads((folder / "summary.json").read_text())["metrics"]["holdout"]["accuracy"]
+            assert (ans["pred"] == ans["label"]).mean() == recorded, folder
+            first = ans if first is None else first
+            assert (ans["row"] == first["row"]).all() and (ans["label"] == first["label"]).all(), folder
+        eval_seed = json.loads((folders[0] / "provenance.json").read_text())["eval_seed"]
+        assert first["row"].tolist() == holdout_rows(60, 0.5, eval_seed)[0].tolist()
+    assert sel["test"]["dev_variance"] is False and sel["test"]["bootstrap_replicates"] == 2000  # measured, shown
+    from auxsel import dev_sampling
+    from auxsel.seeding import derive_seed
+
+    weights = dev_sampling.example_weights(60, derive_seed(params["seed"], "select", "left"))
+    answers = {a: {s: read_holdout(root / f"results/screen/{a}/seed-{s}") for s in params["seeds"]}
+               for a in [*params["candidates"], "_null"]}
+    for r in table:
+        reps = dev_sampling.replicate_gains(answers[r["aux"]], answers["_null"], weights, "accuracy", 10)
+        assert r["null_dev_se"] ** 2 == pytest.approx(dev_sampling.shared_variance(dev_sampling.seed_covariance(reps)),
+                                                      rel=1e-9, abs=1e-15)
     report = json.loads((root / "results/report/metrics.json").read_text())
     assert set(report["test"]) == set(params["final"]["methods"])
     assert "<table" in (root / "results/report/index.html").read_text()
@@ -397,6 +425,45 @@ def _damage(path: Path, how: str) -> None:
         path.write_bytes(bytes(flipped))
 
 
+def test_select_counts_the_dev_examples_when_told_and_names_a_run_without_holdout_answers(smk_run, tmp_path: Path):
+    """`select.dev_variance: true` adds the measured dev-example variance to each test (the default
+    shows it only); a screen finished before runs kept their holdout answers (its manifest complete
+    without them) is then named with what to do, while the default decides without them."""
+    import shutil
+
+    from auxsel import artifacts
+
+    src, params = smk_run
+    root = tmp_path / "p"
+    shutil.copytree(src, root, symlinks=True)
+    before = json.loads((src / "results/selection.json").read_text())
+
+    def select(dev_variance: bool, check: bool = True):
+        (root / "params.yaml").write_text(yaml.safe_dump({**params, "select": {**params["select"], "dev_variance": dev_variance}}))
+        return sh(root, "python", "-m", "stages.select", check=check)
+
+    select(True)
+    counted = json.loads((root / "results/selection.json").read_text())
+    assert before["test"]["dev_variance"] is False and counted["test"]["dev_variance"] is True
+    for b, c in zip(before["candidates"], counted["candidates"]):
+        assert c["aux"] == b["aux"] and c["gain_mean"] == b["gain_mean"] and c["null_dev_se"] == b["null_dev_se"]
+        assert c["null_gain_se"] ** 2 == pytest.approx(b["null_gain_se"] ** 2 + b["null_dev_se"] ** 2, rel=1e-9, abs=1e-15)
+        assert c["gain_se"] ** 2 == pytest.approx(b["gain_se"] ** 2 + b["dev_se"] ** 2, rel=1e-9, abs=1e-15)
+
+    old = root / "results/screen/shuffled/seed-1"
+    (old / "holdout_predictions.parquet").unlink()
+    artifacts.write_manifest(old, json.loads((old / "manifest.json").read_text())["command"])
+    proc = select(True, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: select: results/screen/shuffled/seed-1 has no holdout_predictions.parquet (the run predates it); rerun "
+        "that job, or set select.dev_variance: false to judge by the seed-to-seed variance alone"), proc.stderr
+    select(False)
+    after = json.loads((root / "results/selection.json").read_text())
+    assert after["selected"] == before["selected"] and after["test"]["bootstrap_replicates"] == 0
+    for b, a in zip(before["candidates"], after["candidates"]):
+        assert a["aux"] == b["aux"] and a["null_gain_se"] == b["null_gain_se"] and a["dev_se"] is a["null_dev_se"] is None
+
+
 def test_a_damaged_artifact_is_named_removed_and_rebuilt(smk_run, tmp_path: Path):
     """Issue 16 item 3: every run folder carries a manifest (size + sha256 of each file, the job's
     command); a stage checks what it reads, and Snakemake checks finished outputs when it starts,
@@ -411,7 +478,8 @@ def test_a_damaged_artifact_is_named_removed_and_rebuilt(smk_run, tmp_path: Path
     screen = root / "results/screen/left_more/seed-0"
     manifest = json.loads((screen / "manifest.json").read_text())
     assert manifest["command"] == "python -m stages.screen --aux left_more --seed 0"
-    assert set(manifest["files"]) == {"metrics.parquet", "history.parquet", "weights.parquet", "summary.json", "provenance.json"}  # screens keep no model
+    assert set(manifest["files"]) == {"metrics.parquet", "history.parquet", "weights.parquet", "summary.json", "provenance.json",
+                                      "holdout_predictions.parquet"}  # screens keep no model
 
     # the report: a flipped bit in a final run's table
     final = root / "results/final/avil/seed-1"

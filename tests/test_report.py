@@ -51,6 +51,7 @@ def fixture_params() -> dict:
     params["final"]["methods"] = list(METHODS)
     params["final"]["train"] = {}
     params["select"]["min_weight"] = 0.5  # the fixture's weights: right is dropped for its weight
+    params["select"]["dev_variance"] = False  # the fixture's runs have metrics, not per-example answers
     return params
 
 

@@ -15,6 +15,8 @@ from auxsel.artifacts import write_parquet
 METRIC_COLUMNS = ["stage", "method", "target", "auxiliaries", "seed", "split", "metric", "value"]
 HISTORY_COLUMNS = ["epoch", "task", "split", "loss", "metric", "seconds"]
 WEIGHT_COLUMNS = ["epoch", "task", "weight", "alpha"]
+HOLDOUT_COLUMNS = ["row", "label", "pred"]
+HOLDOUT_FILE = "holdout_predictions.parquet"
 
 
 def metric_rows(result: Any, stage: str, method: str, target: str, auxiliaries: list[str], seed: int) -> list[dict[str, Any]]:
@@ -40,4 +42,15 @@ def write_result(folder: Path, result: Any, stage: str, method: str, target: str
     write_parquet(_table(result.history, HISTORY_COLUMNS), folder / "history.parquet")
     if result.weights:
         write_parquet(_table(result.weights, WEIGHT_COLUMNS), folder / "weights.parquet")
+    if getattr(result, "holdout", None) is not None:
+        write_parquet(pa.table({c: pa.array(result.holdout[c].numpy().astype("int32")) for c in HOLDOUT_COLUMNS}),
+                      folder / HOLDOUT_FILE)
     return rows
+
+
+def read_holdout(folder: Path) -> dict[str, Any]:
+    """A run's holdout answers as numpy arrays {"row", "label", "pred"} (see write_result)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder / HOLDOUT_FILE)
+    return {c: table.column(c).to_numpy() for c in HOLDOUT_COLUMNS}

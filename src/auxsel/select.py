@@ -34,8 +34,8 @@ from scipy import optimize, special, stats
 from auxsel.errors import AuxselError
 
 COLUMNS = [
-    "aux", "n_seeds", "weight_mean", "weight_std", "gain_mean", "gain_std", "gain_se", "df", "t", "p_value",
-    "p_holm", "gain_ci_low", "gain_ci_high", "null_gain_mean", "null_gain_se", "null_p_value", "null_p_holm",
+    "aux", "n_seeds", "weight_mean", "weight_std", "gain_mean", "gain_std", "gain_se", "dev_se", "df", "t", "p_value",
+    "p_holm", "gain_ci_low", "gain_ci_high", "null_gain_mean", "null_gain_se", "null_dev_se", "null_p_value", "null_p_holm",
     "selected", "rank", "reason",
 ]
 
@@ -49,7 +49,9 @@ class Rule:
     correction at family-wise `level`, and whose mean weight exceeds `min_weight` (None: the null
     candidate's mean weight - the share a task that cannot help still gets; 0 without a null); rank by mean
     gain; keep at most `top_k`. `confidence` sets the two-sided interval that is reported; `detect_gain`
-    and `power` only set what the power statement reports (power_summary), not the decision."""
+    and `power` only set what the power statement reports (power_summary), not the decision.
+    `dev_variance` adds the variance the seeds share through the one dev split (auxsel.dev_sampling)
+    to each mean gain's."""
 
     min_gain: float = 0.0
     min_weight: float | None = None
@@ -60,6 +62,7 @@ class Rule:
     sd_floor: float | None = None
     detect_gain: float = 0.01
     power: float = 0.8
+    dev_variance: bool = False
 
     def __post_init__(self) -> None:
         if self.variance not in VARIANCES:
@@ -155,18 +158,24 @@ def paired_gains(reference: dict[int, float], screen_dev: dict[str, dict[int, fl
 
 
 def gain_stats(reference: dict[int, float], screen_dev: dict[str, dict[int, float]], rule: Rule,
-               floor: float) -> dict[str, dict[str, Any]]:
+               floor: float, shared: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
     """Per candidate: the paired gains over `reference` (per seed), their mean, standard error,
-    degrees of freedom, one-sided t and p against min_gain, Holm-adjusted p, and the interval."""
+    degrees of freedom, one-sided t and p against min_gain, Holm-adjusted p, and the interval.
+    `shared`: per candidate, the variance its seeds' gains share through the dev examples
+    (auxsel.dev_sampling.shared_variance), reported as `dev_se` (None when not measured) and, with
+    rule.dev_variance, added to the squared standard error; the degrees of freedom stay the seeds'
+    (the bootstrap term rests on hundreds of examples, so this errs wide)."""
     gains = paired_gains(reference, screen_dev)
     spread = _spread(gains, rule, floor)
+    shared = shared or {}
     out = {}
     for aux, g in gains.items():
         n = len(g)
         sd, df = spread[aux]
         mean = float(g.mean()) if n else math.nan
+        dev_var = float(shared.get(aux, math.nan))
         if df > 0 and n > 0:
-            se = sd / math.sqrt(n)
+            se = math.sqrt(sd ** 2 / n + (dev_var if rule.dev_variance and math.isfinite(dev_var) else 0.0))
             t = (mean - rule.min_gain) / se if se > 0 else (math.inf if mean > rule.min_gain else -math.inf)
             p = float(stats.t.sf(t, df))
             half = float(stats.t.ppf(0.5 + rule.confidence / 2, df)) * se
@@ -174,24 +183,25 @@ def gain_stats(reference: dict[int, float], screen_dev: dict[str, dict[int, floa
         else:  # one seed: nothing can be claimed (written to JSON as null)
             se, t, p, low, high = math.inf, math.nan, 1.0, -math.inf, math.inf
         out[aux] = {"n_seeds": n, "gain_mean": mean, "gain_std": float(g.std(ddof=1)) if n > 1 else 0.0,
-                    "gain_se": se, "df": df, "t": t, "p_value": p, "gain_ci_low": low, "gain_ci_high": high}
+                    "gain_se": se, "dev_se": math.sqrt(dev_var) if math.isfinite(dev_var) else None, "df": df, "t": t, "p_value": p, "gain_ci_low": low, "gain_ci_high": high}
     for aux, adj in zip(out, holm([r["p_value"] for r in out.values()])):
         out[aux]["p_holm"] = adj
     return out
 
 
-def detectable_gain(sd: float, n: int, df: float, alpha: float, power: float = 0.8) -> float:
+def detectable_gain(sd: float, n: int, df: float, alpha: float, power: float = 0.8, shared: float = 0.0) -> float:
     """The true mean gain that a one-sided t test at `alpha` on n seeds' gains of standard deviation
-    `sd` (with `df` degrees of freedom) detects with probability `power` (noncentral t)."""
+    `sd` (with `df` degrees of freedom) detects with probability `power` (noncentral t); `shared`
+    is the variance the seeds share through the dev examples, which more seeds do not shrink."""
     if n < 2 or not df > 0 or not sd > 0:
         return math.inf
     crit = float(stats.t.ppf(1 - alpha, df))
-    se = sd / math.sqrt(n)
+    se = math.sqrt(sd ** 2 / n + shared)
     return float(optimize.brentq(lambda d: float(stats.nct.sf(crit, df, d / se)) - power, 0.0, 50 * se + 1.0))
 
 
 def power_summary(reference: dict[int, float], screen_dev: dict[str, dict[int, float]], rule: Rule,
-                  floor: float, detect: float = 0.01, power: float = 0.8) -> dict[str, Any]:
+                  floor: float, detect: float = 0.01, power: float = 0.8, shared: float = math.nan) -> dict[str, Any]:
     """What this run's seeds can detect: the candidates' typical gain spread (pooled sd of their
     gains over `reference`), the true gain a lone helper among them needs to be kept with
     probability `power` (tested at level/m, the first step of Holm's procedure over m candidates,
@@ -199,12 +209,16 @@ def power_summary(reference: dict[int, float], screen_dev: dict[str, dict[int, f
 
     Why: at 5 seeds the default pool's positive control (+1.9 points over the null on test) is
     kept in about a third of seed draws (bench/README.md §8); a researcher must see that "not
-    kept" here can mean "not measurable"."""
+    kept" here can mean "not measurable". `shared` (the candidates' mean dev-example variance,
+    auxsel.dev_sampling; nan: not measured) is reported as `dev_se`; with rule.dev_variance it sets
+    a floor under the standard error that no number of seeds removes, and when it alone hides
+    `detect`, seeds_for_detect is None: only a larger dev split helps."""
     gains = paired_gains(reference, screen_dev)
     m = len(gains)
     n = min((len(g) for g in gains.values()), default=0)
     if m == 0 or n < 2:
-        return {"seeds": n, "candidates": m, "sd": math.nan, "power": power, "detectable_gain": math.inf,
+        return {"seeds": n, "candidates": m, "sd": math.nan, "dev_se": math.sqrt(shared), "dev_in_test": bool(rule.dev_variance),
+                "power": power, "detectable_gain": math.inf,
                 "detect": detect, "seeds_for_detect": None}
     pooled = _spread(gains, Rule(variance="pooled"), floor)
     sd = next(iter(pooled.values()))[0]
@@ -220,9 +234,12 @@ def power_summary(reference: dict[int, float], screen_dev: dict[str, dict[int, f
         return m * (k - 1)
 
     alpha = rule.level / m
-    need = next((k for k in range(2, 1001) if detectable_gain(sd, k, df(k), alpha, power) <= detect), None)
-    return {"seeds": n, "candidates": m, "sd": sd, "df": df(n), "power": power, "alpha": alpha,
-            "detectable_gain": detectable_gain(sd, n, df(n), alpha, power), "detect": detect, "seeds_for_detect": need}
+    used = shared if rule.dev_variance and math.isfinite(shared) else 0.0
+    need = next((k for k in range(2, 1001) if detectable_gain(sd, k, df(k), alpha, power, used) <= detect), None)
+    return {"seeds": n, "candidates": m, "sd": sd, "dev_se": math.sqrt(shared), "dev_in_test": bool(rule.dev_variance),
+            "df": df(n), "power": power,
+            "alpha": alpha, "detectable_gain": detectable_gain(sd, n, df(n), alpha, power, used), "detect": detect,
+            "seeds_for_detect": need}
 
 
 def summarise(
@@ -233,6 +250,8 @@ def summarise(
     sd_floor: float = 0.0,
     null_dev: dict[int, float] | None = None,
     null_weight: float | None = None,
+    shared: dict[str, float] | None = None,
+    null_shared: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per candidate (COLUMNS), ranked; `selected` per the rule, `reason` names every
     condition that failed. `sd_floor` is used when the rule has none (e.g. one dev example's worth
@@ -240,7 +259,9 @@ def summarise(
     null - the reference that shares the multitask training's dynamics, so its paired gains are far
     less noisy than those over single-task (bench/README.md §8) - and the mean gain over
     single-task must still exceed min_gain (a candidate that beats a harmful null but not the
-    target alone is not kept); the p-values over single-task are reported either way."""
+    target alone is not kept); the p-values over single-task are reported either way. `shared` and
+    `null_shared`: per candidate, the dev-example variance of its mean gain over single-task and
+    over the null (auxsel.dev_sampling), reported always and added to the seeds' when rule.dev_variance."""
     floor = rule.sd_floor if rule.sd_floor is not None else sd_floor
     if rule.min_weight is not None:
         min_w, min_w_name = rule.min_weight, "min_weight"
@@ -248,14 +269,15 @@ def summarise(
         min_w, min_w_name = null_weight, "the null candidate's weight"
     else:
         min_w, min_w_name = 0.0, "0 (no null candidate)"
-    single = gain_stats(baseline_dev, screen_dev, rule, floor)
-    null = gain_stats(null_dev, screen_dev, rule, floor) if null_dev is not None else None
+    single = gain_stats(baseline_dev, screen_dev, rule, floor, shared)
+    null = gain_stats(null_dev, screen_dev, rule, floor, null_shared) if null_dev is not None else None
     rows = []
     for aux, st in single.items():
         w = np.array([screen_weight[aux][s] for s in sorted(screen_weight[aux])], dtype=float)
         row = {"aux": aux, **st, "weight_mean": float(w.mean()), "weight_std": float(w.std(ddof=1)) if len(w) > 1 else 0.0}
         nul = null[aux] if null is not None else {}
         row.update(null_gain_mean=nul.get("gain_mean", math.nan), null_gain_se=nul.get("gain_se", math.nan),
+                   null_dev_se=nul.get("dev_se"),
                    null_p_value=nul.get("p_value", math.nan), null_p_holm=nul.get("p_holm", math.nan))
         rows.append(row)
     rows.sort(key=lambda r: (-r["gain_mean"], r["aux"]))

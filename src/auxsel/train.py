@@ -144,10 +144,20 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-@torch.no_grad()
 def evaluate(model, task: TaskData, split: str, batch_size: int = 256, device: str | torch.device = "cpu",
              amp: bool = False) -> tuple[float, float]:
     """(mean cross-entropy, task metric) of `model` on `task`'s `split`."""
+    loss, metric, _ = evaluate_predictions(model, task, split, batch_size, device, amp)
+    return loss, metric
+
+
+@torch.no_grad()
+def evaluate_predictions(model, task: TaskData, split: str, batch_size: int = 256, device: str | torch.device = "cpu",
+                         amp: bool = False) -> tuple[float, float, torch.Tensor]:
+    """(mean cross-entropy, task metric, predicted class per example, on CPU) of `model` on `split`.
+
+    Why the predictions: the selection bootstraps the judging examples, which every seed shares,
+    and needs each run's per-example answers to do so (auxsel.dev_sampling)."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -163,7 +173,7 @@ def evaluate(model, task: TaskData, split: str, batch_size: int = 256, device: s
         preds.append(logits.argmax(1))
     model.train(was_training)
     p = torch.cat(preds).cpu() if preds else torch.empty(0, dtype=torch.long)
-    return float(total) / max(n, 1), metric_value(task.metric, p, labels.cpu(), task.num_classes)
+    return float(total) / max(n, 1), metric_value(task.metric, p, labels.cpu(), task.num_classes), p
 
 
 def autocast(device: torch.device, amp: bool):
@@ -244,8 +254,11 @@ class Run:
         # draws from the target's dev split (αVIL's fit batch, DIW's dev batches) use this seed, which
         # callers derive without the auxiliaries, so runs that differ only in them see the same dev examples
         self.eval_seed = seed if eval_seed is None else eval_seed
+        self.holdout_rows = torch.empty(0, dtype=torch.long)
         if cfg.dev_holdout > 0:
             tasks = {**tasks, target: split_holdout(tasks[target], cfg.dev_holdout, self.eval_seed)}
+            self.holdout_rows = holdout_rows(tasks[target].size("dev") + tasks[target].size("holdout"),
+                                             cfg.dev_holdout, self.eval_seed)[0]
         self.model, self.tasks, self.target, self.cfg, self.seed = model, tasks, target, cfg, seed
         self.device = resolve_device(cfg.device)
         self.generator = torch.Generator().manual_seed(seed)
@@ -324,6 +337,14 @@ class Run:
         data = self.eval_task if task in (None, self.target) else self.tasks[task]
         return evaluate(self.model, data, split, self.cfg.eval_batch_size, self.device, self.cfg.amp)
 
+    def holdout_predictions(self) -> tuple[float, float, dict[str, torch.Tensor]]:
+        """(loss, metric, {"row", "label", "pred"}) of the target on the dev holdout: row = the
+        example's row number in the target's whole dev split, so runs of different seeds, whose
+        holdouts are different halves of one dev split, can be lined up example by example."""
+        loss, metric, preds = evaluate_predictions(self.model, self.eval_task, "holdout", self.cfg.eval_batch_size,
+                                                   self.device, self.cfg.amp)
+        return loss, metric, {"row": self.holdout_rows, "label": self.eval_task.labels("holdout").cpu(), "pred": preds}
+
 
 def holdout_rows(n: int, fraction: float, eval_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(held-out, kept) row numbers of an n-example dev split, drawn by (eval_seed, "holdout"): the
@@ -390,6 +411,8 @@ class TrainResult:
         epochs_run: epochs actually run (early stopping may cut them).
         resumed_from: the checkpoint's epoch when the run continued from one (train.resume), else 0.
         checkpoint_note: why a checkpoint that was there was not used ("" when none was ignored).
+        holdout: with `dev_holdout` > 0, the best epoch's answers on the holdout: {"row": row number
+            in the target's dev split, "label", "pred"} (Run.holdout_predictions); else None.
     """
 
     method: str
@@ -403,6 +426,7 @@ class TrainResult:
     config: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0
     checkpoint_note: str = ""
+    holdout: dict[str, torch.Tensor] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -511,15 +535,19 @@ def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: Tr
     bar.close()
     model.load_state_dict(best_state)
     metrics = {}
+    holdout = None
     for split in ("dev", "holdout", "test"):
         if tgt.size(split):
-            loss, met = run.evaluate(split)
+            if split == "holdout":
+                loss, met, holdout = run.holdout_predictions()
+            else:
+                loss, met = run.evaluate(split)
             metrics[split] = {"loss": loss, tgt.metric: met}
     last = [r for r in weight_rows if r["epoch"] == epochs_run]
     final_weights = {r["task"]: float(r["weight"]) for r in last}
     return TrainResult(method=method, state=best_state, history=history, weights=weight_rows, metrics=metrics,
                        best_epoch=best_epoch, final_weights=final_weights, epochs_run=epochs_run,
-                       resumed_from=resumed_from, checkpoint_note=note)
+                       resumed_from=resumed_from, checkpoint_note=note, holdout=holdout)
 
 
 # ----------------------------------------------------------------------------------------------

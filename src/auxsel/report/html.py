@@ -92,7 +92,8 @@ def screening_section(sel: dict[str, Any], candidates: list[dict[str, Any]], fig
             + num("gain_mean", c["gain_mean"], "+.4f") + num("gain_std", c["gain_std"], ".4f")
             + num("gain_ci_low", c["gain_ci_low"], "+.4f") + num("gain_ci_high", c["gain_ci_high"], "+.4f")
             + num("p_holm", c.get("p_holm"), ".3f")
-            + num("null_gain_mean", c.get("null_gain_mean"), "+.4f") + num("null_p_holm", c.get("null_p_holm"), ".3f")
+            + num("null_gain_mean", c.get("null_gain_mean"), "+.4f") + num("null_dev_se", c.get("null_dev_se"), ".4f")
+            + num("null_p_holm", c.get("null_p_holm"), ".3f")
             + f'<td data-key="selected" data-value="{str(bool(c["selected"])).lower()}">{"<b>selected</b>" if c["selected"] else "dropped"}</td>'
             + f'<td data-key="reason">{esc(c["reason"])}</td></tr>'
         )
@@ -127,7 +128,7 @@ and its weight is above {('<code>min_weight = ' + format(rule['min_weight'], '.3
 {power_txt}
 <table id="screening-table">
 <thead><tr><th>rank</th><th>candidate</th><th>seeds</th><th>weight mean</th><th>weight std</th><th>gain mean</th><th>gain std</th>
-<th>{conf:.0%} interval low</th><th>{conf:.0%} interval high</th><th>Holm p</th><th>gain over null</th><th>Holm p (null)</th><th>decision</th><th>why</th></tr></thead>
+<th>{conf:.0%} interval low</th><th>{conf:.0%} interval high</th><th>Holm p</th><th>gain over null</th><th>dev examples' se (null)</th><th>Holm p (null)</th><th>decision</th><th>why</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 {''.join(figure(f) for f in figures)}
 """

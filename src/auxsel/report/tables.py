@@ -163,10 +163,24 @@ def power_sentence(power: dict[str, Any] | None) -> str:
         return "Power: fewer than 2 seeds or no spread to judge from; nothing can be said about what these seeds detect."
     need = power.get("seeds_for_detect")
     need_txt = f"{need} seeds" if need is not None else "more than 1,000 seeds"
+    dev = power.get("dev_se")
+    if need is None and power.get("dev_in_test") and dev is not None and math.isfinite(dev) and dev > 0:
+        need_txt = "a larger dev split: no number of seeds gets past the dev examples' share below"
     return (f"Power: the candidates' gains spread {power['sd']:.4f} per seed (pooled sd); at {power['seeds']} seeds a lone "
             f"helper among {power['candidates']} candidates is kept with {power['power']:.0%} probability only if its true gain "
             f"over the reference is at least {power['detectable_gain']:+.4f} (one-sided t at {power['alpha']:.3g}, Holm's first "
-            f"step); a gain of {power['detect']:+.4f} would need {need_txt}.")
+            f"step); a gain of {power['detect']:+.4f} would need {need_txt}." + _dev_clause(power))
+
+
+def _dev_clause(power: dict[str, Any]) -> str:
+    """What the dev examples, shared by every seed, add to a mean gain's uncertainty."""
+    dev = power.get("dev_se")
+    if dev is None or not math.isfinite(dev):
+        return ""
+    used = ("the test includes it (select.dev_variance)" if power.get("dev_in_test")
+            else "the test leaves it out (select.dev_variance: false)")
+    return (f" The dev examples, which every seed shares, add a standard error of {dev:.4f} to a typical mean gain over "
+            f"the null that no number of seeds shrinks; {used}.")
 
 
 def first_row_per_epoch(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
