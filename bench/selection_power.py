@@ -12,7 +12,10 @@ k close to N lean toward the N-seed decision; read them at k ≤ N/2.
 
 Per pair it also writes the judging diagnostic: the correlation, over (seed, candidate), of a
 screen's gain over the null on the dev holdout (what decides) and on test (1,000-2,000 examples,
-the same models). Near 0, the holdout's sampling noise, not training, is what the test sees.
+the same models). Near 0, the holdout's sampling noise, not training, is what the test sees. And
+the dev examples' shared variance (auxsel.dev_sampling, from the runs' holdout answers): per
+candidate a seeds × seeds covariance, so each k-seed draw is judged with its own share, and the
+rules can be compared with and without it (`{"dev_variance": true}`).
 
 Results: bench/results/<--results>.{md,json} (default selection_power); pairs merge into what is there.
 """
