@@ -118,7 +118,8 @@ def check_results(root: Path, params: dict) -> dict:
     from auxsel.train import holdout_rows
 
     for seed in params["seeds"]:
-        folders = [root / f"results/baseline/left/seed-{seed}", root / f"results/final/avil/seed-{seed}",
+        folders = [root / f"results/baseline/left/seed-{seed}",
+                   *(root / f"results/final/{m}/seed-{seed}" for m in params["final"]["methods"]),
                    *(root / f"results/screen/{a}/seed-{seed}" for a in [*params["candidates"], "_null"])]
         first = None
         for folder in folders:
