@@ -85,7 +85,34 @@ def train_one(job: tuple) -> tuple[str, dict]:
                    options=params.get(m) or None, weights=weights)
     metric = tasks[target].metric
     return key, {"test": r.metrics["test"][metric], "dev": r.metrics["dev"][metric], "seconds": time.perf_counter() - t0,
-                 "epoch_seconds": epoch_seconds(r.history), "weights": r.final_weights}
+                 "epoch_seconds": epoch_seconds(r.history), "weights": r.final_weights, "best_epoch": r.best_epoch,
+                 "epochs": len({int(h["epoch"]) for h in r.history})}
+
+
+def free_fit_floor(runs: dict, pool: list[str], seeds: list[int], screen_epochs: int, final_epochs: int) -> float | None:
+    """The least the pipeline's screening could cost with a free fit: each pairwise screen at the
+    cost of the uniform run of its pair, the null's at the mean candidate's, the baseline at the
+    single-task run's, all scaled from the finals' length to the screens'. Its own final is added
+    by the caller. None when the uniform pair runs are not all there.
+
+    Why: with a null candidate, 2·(K+1)+1 task-epochs per seed are screened against Σ_S (1+|S|)
+    for the exhaustive search (48 for K=4), so at equal lengths the bound is ~0.23 of it before
+    any αVIL overhead; the table says how far a pool's own sizes and lengths move it."""
+    total = 0.0
+    for s in seeds:
+        pairs = [runs.get(f"uniform|{c}|{s}") for c in pool]
+        single = runs.get(f"single|(none)|{s}")
+        if not all(pairs) or single is None:
+            return None
+        costs = [v["epoch_seconds"] for v in pairs]
+        total += sum(costs) + st.mean(costs) + single["epoch_seconds"]
+    return total * screen_epochs / final_epochs
+
+
+def median_best(vals: list[dict]) -> str:
+    """The median best epoch of a subset's runs; — for runs stored before it was recorded."""
+    best = [v["best_epoch"] for v in vals if "best_epoch" in v]
+    return f"{st.median(best):g}" if best else "—"
 
 
 _STATE: dict = {}
@@ -110,6 +137,7 @@ def main() -> None:
     metric = tasks[target].metric
     # every subset is a final run: the finals' training length (final.train over train)
     train = _common.train_section(_common.stage_train(params, "final"))
+    screen_epochs = int(params["train"]["epochs"])
     _STATE.update(params=params, tasks=tasks, train=train)
     subsets = [tuple(c) for k in range(len(args.pool) + 1) for c in itertools.combinations(args.pool, k)]
     OUT.mkdir(exist_ok=True)
@@ -168,17 +196,21 @@ def main() -> None:
         final_secs = sum(v["epoch_seconds"] for v in own)
         frac = (pipe_secs + final_secs) / exh_secs
         jobs_frac = (pipe_parts["baseline"] + pipe_parts["screen"] + sum(v["seconds"] for v in own)) / exh_wall
+        floor = free_fit_floor(runs, args.pool, args.seeds, screen_epochs, train["epochs"])
+        floor_frac = None if floor is None else (floor + final_secs) / exh_secs
+        best_epochs = [v["best_epoch"] for vals in table.values() for v in vals if "best_epoch" in v]
         ranked = sorted(mean, key=mean.get, reverse=True)
         rank_sel = ranked.index(selected) + 1
         paired = [b["test"] - c["test"] for b, c in zip(table[best], own)]  # same seed, same initial weights
         lines.append(f"\n**{method}** — all {len(subsets)} subsets × {len(args.seeds)} seeds, target test {metric} (ranked; `*` = pipeline's selection):\n")
-        lines.append(f"| rank | auxiliary subset | test {metric} mean ± std | dev {metric} mean | training epochs s (all seeds) |\n|---|---|---|---|---|")
+        lines.append(f"| rank | auxiliary subset | test {metric} mean ± std | dev {metric} mean | training epochs s (all seeds) "
+                     f"| best epoch, median (of {train['epochs']}) |\n|---|---|---|---|---|---|")
         for i, k in enumerate(ranked, 1):
             star = " *" if k == selected else ""
             lines.append(f"| {i} | {name(k)}{star} | {mean[k]:.3f} ± {std[k]:.3f} | {st.mean(v['dev'] for v in table[k]):.3f} | "
-                         f"{sum(v['epoch_seconds'] for v in table[k]):.0f} |")
+                         f"{sum(v['epoch_seconds'] for v in table[k]):.0f} | {median_best(table[k])} |")
         lines.append(f"| — | pipeline's final: `{own_m}` on {name(selected)} at the selected weights | {own_mean:.3f} ± {own_std:.3f} | "
-                     f"{st.mean(v['dev'] for v in own):.3f} | {final_secs:.0f} |")
+                     f"{st.mean(v['dev'] for v in own):.3f} | {final_secs:.0f} | {median_best(own)} |")
         lines.append(
             f"\nOracle best: **{name(best)}** {mean[best]:.3f}; pipeline's final (`{own_m}`, {name(selected)}) {own_mean:.3f} "
             f"(the same subset under {method}: rank {rank_sel} of {len(subsets)}). Regret **{regret:+.3f}** vs seed noise (median std over subsets) {noise:.3f}, "
@@ -190,14 +222,21 @@ def main() -> None:
             f"{exh_secs:.0f} s: **{frac:.2f}** of the exhaustive search ({'≤' if frac <= 0.25 else '>'} 1/4). "
             f"Counting the pipeline's whole jobs instead (provenance wall_seconds: {pipe_parts['baseline'] + pipe_parts['screen']:.0f} s, "
             f"data and encoder loading included) against the exhaustive runs' in-process seconds ({exh_wall:.0f} s, which "
-            f"leave those out): {jobs_frac:.2f}.")
+            f"leave those out): {jobs_frac:.2f}. "
+            + (f"With a free fit (every screen at its pair's uniform cost, the null's at the mean candidate's, at the screens' "
+               f"{screen_epochs} epochs against the finals' {train['epochs']}), the pipeline would still cost {floor_frac:.2f} of the "
+               f"exhaustive search: the rest is αVIL's fit. " if floor_frac is not None else "")
+            + (f"The finals' best epoch (kept by the dev metric): median {st.median(best_epochs):g} of {train['epochs']} over "
+               f"{len(best_epochs)} runs, {sum(b == train['epochs'] for b in best_epochs)} at the last epoch."
+               if best_epochs else ""))
         report["methods"][method] = {"mean": {name(k): v for k, v in mean.items()}, "std": {name(k): v for k, v in std.items()},
                                      "best": name(best), "regret": regret, "noise_median_std": noise, "best_std": std[best],
                                      "rank_selected": rank_sel, "paired_regret": paired,
                                      "pipeline_final": {"method": own_m, "mean": own_mean, "std": own_std},
                                      "pipeline_seconds": pipe_secs, "pipeline_parts": pipe_parts,
                                      "selected_train_seconds": final_secs, "exhaustive_seconds": exh_secs, "compute_fraction": frac,
-                                     "exhaustive_run_seconds": exh_wall, "compute_fraction_jobs": jobs_frac}
+                                     "exhaustive_run_seconds": exh_wall, "compute_fraction_jobs": jobs_frac,
+                                     "compute_fraction_free_fit": floor_frac, "best_epochs": best_epochs}
     sel_txt = "; ".join(f"{r['aux']} w {r['weight_mean']:.2f}, gain over single {r['gain_mean']:+.3f}, over the null "
                         f"{r['null_gain_mean']:+.3f} (Holm p {r['null_p_holm']:.3f}) {'KEEP' if r['selected'] else 'drop'}" for r in rows)
     head = (f"Pipeline selection (stages.select.decide) on pool {{{', '.join(args.pool)}}}, seeds {args.seeds}, rule "

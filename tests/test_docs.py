@@ -61,8 +61,45 @@ def test_the_ci_check_of_the_default_run_catches_a_stale_readme():
         .format(int(n.split("all ")[1].split()[0])))
 
 
+def test_the_check_compares_exactly_only_within_a_cpu_kind_and_up_to_seed_noise_across_kinds():
+    """Another CPU vendor's kernels turn the default run into another replication (measured: Intel vs
+    AMD, both AVX512); the check then compares with that kind's own record, or with seed noise."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from default_run import code_digest, consistent, kind, reference
+
+    saved = json.loads((ROOT / "bench/results/default_run.json").read_text())
+    assert saved["code_sha256"] == code_digest(ROOT), "the README's run is from other code: regenerate it"
+    records = json.loads((ROOT / "bench/results/default_run_machines.json").read_text())["runs"]
+    same = dict(saved["machine"], boot_id="another VM instance")
+    assert reference(saved, same, records)[0] is saved  # same kind: the README's run itself
+    for k, rec in records.items():
+        assert kind(rec["machine"]) == k and rec["code_sha256"] == saved["code_sha256"]
+        assert reference(saved, rec["machine"], records)[0] is rec
+        # the recorded kind's run is the README's up to seed noise, though its selection may differ
+        problems, _ = consistent(saved, rec["selection"], rec["report"], 3.29)
+        assert problems == []
+        stale = {k: dict(rec, code_sha256="0" * 16)}
+        assert reference(saved, rec["machine"], stale) == (
+            None, "this CPU kind's record is from other code than the README's run (stale)")
+    unknown = dict(saved["machine"], cpu="a CPU nobody ran")
+    assert reference(saved, unknown, records) == (None, "no run recorded for this CPU kind")
+    # beyond seed noise: a final mean moved by 4 of its standard errors, a gain by 10
+    report = json.loads(json.dumps(saved["report"]))
+    t = report["test"]["single"]
+    se = (2 * t["std"] ** 2 / t["n_seeds"]) ** 0.5
+    t["mean"] += 4 * se
+    sel = json.loads(json.dumps(saved["selection"]))
+    row = sel["candidates"][0]
+    row["null_gain_mean"] += 10 * row["null_gain_std"] if "null_gain_std" in row else 10 * row["null_gain_se"]
+    problems, _ = consistent(saved, sel, report, 3.29)
+    assert sorted(p.split(" ")[0] for p in problems) == sorted([f"{row['aux']}:", "single"])
+    assert any(p.startswith(f"{row['aux']}: gain over the null") for p in problems)
+
+
 def test_a_variant_of_the_default_run_cannot_be_checked_against_the_readme():
     """`--avil` runs a variant of the default run to its own file; `--check` is for the shipped params only."""
     proc = subprocess.run([sys.executable, str(ROOT / "bench/default_run.py"), "--check", "--avil", '{"dev_batch": 128}'],
                           capture_output=True, text=True)
-    assert proc.returncode == 1 and "--check compares the shipped params' run" in proc.stderr
+    assert proc.returncode == 1 and "--check and --record-machine are for the shipped params' run" in proc.stderr
