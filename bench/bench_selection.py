@@ -104,12 +104,19 @@ def checks(pair: str, res: dict) -> dict:
     }
 
 
+def cpu_model() -> str:
+    """The CPU the runs trained on: results differ between CPU vendors (bench/README.md §9)."""
+    from default_run import machine
+
+    return machine()["cpu"]
+
+
 def table(results: dict) -> str:
     lines = []
     for key, r in sorted(results.items()):
         sel, test, c = r["selection"], r["report"]["test"], r["checks"]
         lines += [f"### ({key}) {r['name']} — seeds {r['params_seeds']}", "",
-                  f"`{r['command']}` — {r['date']}"
+                  f"`{r['command']}` — {r['date']}" + (f", {r['cpu']}" if r.get("cpu") else "")
                   + (f", {r['wall_seconds'] / 60:.1f} min wall" if r['wall_seconds'] is not None else
                      f" (results of the finished project {r['project']})"), "",
                   f"Null candidate's gain over single-task ({sel['split']}): {sel['null']['gain_mean']:+.4f}.", "",
@@ -151,7 +158,7 @@ def main() -> None:
         key = f"{pair}-frozen" if frozen else pair
         res = run_pair(pair, seeds, bool(frozen), args.cores, args.text_epochs, reuse.get(pair), args)
         res.update(name=PAIRS[pair]["name"] + (" (frozen-encoder mode)" if frozen else ""),
-                   date=f"{datetime.now():%Y-%m-%d %H:%M}",
+                   date=f"{datetime.now():%Y-%m-%d %H:%M}", cpu=cpu_model(),
                    command=f"python bench/bench_selection.py --pairs {pair}" + (" --frozen-encoder" if frozen else "")
                            + (f" --seeds {' '.join(map(str, seeds))}" if args.seeds else "")
                            + (f" --reuse {pair}=<finished project>" if pair in reuse else "")
