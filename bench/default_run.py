@@ -148,6 +148,16 @@ MACHINES = ROOT / "bench/results/default_run_machines.json"
 CODE_GLOBS = ("src/auxsel/**/*.py", "stages/*.py", "Snakefile", "workflow/**/*", "params.yaml", "constraints.txt")
 
 
+def load_saved() -> dict:
+    """The README's run (bench/results/default_run.json)."""
+    return json.loads((ROOT / "bench/results/default_run.json").read_text())
+
+
+def load_records() -> dict:
+    """Every CPU kind's recorded run, by kind."""
+    return json.loads(MACHINES.read_text())["runs"] if MACHINES.exists() else {}
+
+
 def code_digest(root: Path) -> str:
     """sha256 over the files that decide the default run's numbers (paths and contents)."""
     h = hashlib.sha256()
@@ -178,8 +188,8 @@ def reference(saved: dict, here: dict, records: dict) -> tuple[dict | None, str]
 def check(sel: dict, report: dict, tol: float, z: float, wall: float | None) -> int:
     """--check: 0 when the rerun is the committed one (exactly, on a CPU kind that has a run of the
     README's code; up to seed noise elsewhere), else 1, one line per difference."""
-    saved = json.loads((ROOT / "bench/results/default_run.json").read_text())
-    records = json.loads(MACHINES.read_text())["runs"] if MACHINES.exists() else {}
+    saved = load_saved()
+    records = load_records()
     here = machine()
     ref, why = reference(saved, here, records)
     print(bit_identity(ref or saved, sel, report))
@@ -231,24 +241,31 @@ def consistent(saved: dict, sel: dict, report: dict, z: float) -> tuple[list[str
     for a in sorted(set(rows_old) & set(rows_new)):
         for key, label in (("gain", "gain over single-task"), ("null_gain", "gain over the null")):
             o, n = rows_old[a], rows_new[a]
-            se = math.hypot(o[f"{key}_std"] / math.sqrt(o["n_seeds"]) if f"{key}_std" in o else o[f"{key}_se"],
-                            n[f"{key}_std"] / math.sqrt(n["n_seeds"]) if f"{key}_std" in n else n[f"{key}_se"])
+            se = math.hypot(mean_se(o, key), mean_se(n, key))
             if abs(o[f"{key}_mean"] - n[f"{key}_mean"]) > z * se:
                 problems.append(f"{a}: {label} {n[f'{key}_mean']:+.4f}, README {o[f'{key}_mean']:+.4f} "
                                 f"(more than {z:g} × se {se:.4f})")
     return problems, notes
 
 
+def mean_se(row: dict, key: str) -> float:
+    """The standard error of a candidate row's mean `key` over seeds: its seeds' own spread where the
+    row keeps it, else the test's standard error (the gain over the null keeps only that)."""
+    if f"{key}_std" in row:
+        return row[f"{key}_std"] / math.sqrt(row["n_seeds"])
+    return row[f"{key}_se"]
+
+
 def record_machine(sel: dict, report: dict, wall: float | None, project: str) -> None:
     """Store this CPU kind's default run beside the README's (same code), and its table."""
-    saved = json.loads((ROOT / "bench/results/default_run.json").read_text())
+    saved = load_saved()
     here = machine()
     if kind(saved.get("machine", {})) == kind(here):
         raise SystemExit("this CPU kind is the README run's: regenerate it with `python bench/default_run.py` instead")
     if saved.get("code_sha256") != code_digest(ROOT):
         raise SystemExit("bench/results/default_run.json is from other code than this checkout: regenerate the "
                          "README's run first (`python bench/default_run.py`), then record this kind")
-    records = json.loads(MACHINES.read_text())["runs"] if MACHINES.exists() else {}
+    records = load_records()
     records[kind(here)] = {"machine": here, "date": f"{datetime.now():%Y-%m-%d %H:%M}", "wall_seconds": wall,
                            "project": project, "code_sha256": code_digest(ROOT), "selection": sel, "report": report}
     MACHINES.write_text(json.dumps({"runs": records}, indent=1))
@@ -259,8 +276,8 @@ def record_machine(sel: dict, report: dict, wall: float | None, project: str) ->
 def write_machines_md() -> None:
     """bench/results/default_run_machines.md: the README's run and every CPU kind's record side by
     side (selection, final test means), stale records marked."""
-    saved = json.loads((ROOT / "bench/results/default_run.json").read_text())
-    records = json.loads(MACHINES.read_text())["runs"] if MACHINES.exists() else {}
+    saved = load_saved()
+    records = load_records()
     runs = [("README's run", saved)] + [(r.get("date", "?"), r) for r in records.values()]
     methods = sorted(saved["report"]["test"])
     lines = ["| run | CPU kind | code | selected | " + " | ".join(f"{m} test" for m in methods) + " |",
