@@ -64,7 +64,8 @@ VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_
             "avil_half": ("avil", {"dev_batch": 128}),  # the fit on half as many dev examples (cost)
             "avil_halfrot": ("avil", {"dev_batch": 128, "dev_rotate": True}),  # ... the next 128 of dev each epoch
             "avil_back": ("avil", {"merge_backtrack": 8}),  # every fit's mix halved until the untempered model can use it
-            "avil_halfrotback": ("avil", {"dev_batch": 128, "dev_rotate": True, "merge_backtrack": 8})}
+            "avil_halfrotback": ("avil", {"dev_batch": 128, "dev_rotate": True, "merge_backtrack": 8}),
+            "avil_tfold": ("avil", {"merge_temperature": True})}  # the fit's temperature folded into the target's head
 ABLATIONS = [m for m in VARIANTS if m not in METHODS]
 PAIRS = {
     "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},

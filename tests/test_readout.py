@@ -304,6 +304,41 @@ def test_merge_backtrack_shortens_an_overlong_converged_mix_along_its_direction(
     assert scale0 == 0 and torch.equal(merged, obj.params(own)) and raw_merged == raw_own
 
 
+def test_merge_temperature_folds_the_fits_temperature_into_the_targets_head():
+    """merge_temperature: the merged model is the model the fit scored - a long, cooled step is
+    merged with its temperature in the target's head (weight and bias times β), so its logits are
+    β times the unfolded model's, its fitting loss is the tempered one (below the untempered wreck
+    and never above the target's own step's), and only the target's head differs."""
+    plan, obj = _share_plan()
+    own = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    raw_own, before = obj.raw_loss(obj.params(own)), float(obj.raw_loss(obj.theta))
+    overlong = torch.tensor([24.0, 12.0], dtype=torch.float64)
+    assert obj.raw_loss(obj.params(overlong)) > 2 * max(raw_own, before)
+    fold = Avil(AvilConfig(merge_temperature=True, merge_backtrack=8), plan.weights)
+    merged, raw, raw_merged, scale = fold.merge(obj, overlong, raw_own, before, converged=True)
+    beta = fold.merged_beta
+    assert scale == 1 and 0 < beta < 1  # merged at its full length, cooled
+    assert raw > 2 * max(raw_own, before) > raw_merged
+    plain = obj.params(overlong)
+    lo, hi = plan.flat.head_range["left"]
+    assert torch.equal(merged[:lo], plain[:lo]) and torch.equal(merged[hi:], plain[hi:])
+    assert torch.allclose(merged[lo:hi], beta * plain[lo:hi])
+    logits = obj.logits(plain)
+    assert torch.allclose(obj.logits(merged), beta * logits, rtol=1e-5, atol=1e-6)
+    tempered = float(torch.nn.functional.cross_entropy(beta * logits, obj.labels))
+    assert raw_merged == pytest.approx(tempered, rel=1e-9) == pytest.approx(obj.raw_loss(merged), rel=1e-6)
+    # β minimises the merged model's loss along the temperature
+    for k in (0.9, 1.1):
+        assert float(torch.nn.functional.cross_entropy(k * beta * logits, obj.labels)) > tempered
+    # the fitted optimum, folded, is never worse on the fitting batch than the target's own step
+    fit = minimise(obj, own.clone(), AvilConfig().fit_tol, 200, AvilConfig().fit_ftol)
+    _, _, at_fit, _ = fold.merge(obj, fit["v"], raw_own, before, converged=True)
+    assert at_fit <= raw_own + 1e-9
+    # off (the default), the same mix is merged untempered
+    merged, _, raw_merged, _ = Avil(AvilConfig(merge_guard=False), plan.weights).merge(obj, overlong, raw_own, before, True)
+    assert torch.equal(merged, plain) and raw_merged == raw
+
+
 def test_merge_at_the_targets_own_step_rescales_the_fitted_mix_to_a_target_coefficient_of_one():
     """merge_step="own" (an ablation): the fit picks the mix, the target's optimiser the pace."""
     plan, obj = _share_plan()

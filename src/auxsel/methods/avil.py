@@ -122,6 +122,12 @@ class AvilConfig:
             start and the target's own step - before falling back to the target's own step. The
             candidates stay in the step (at its shorter length) and the shares are the fit's
             (default 0: the guard as above; docs/methods.md, "The merge guard").
+        merge_temperature: "share": fold the temperature into the target's head when merging - its
+            output layer's weight and bias times the inverse temperature β solved for the merged mix -
+            so the model training goes on from is the model the fit scored (a long step with cooled
+            logits is merged cooled, not at temperature 1). The merged model's fitting loss is then
+            never above the target's own step's, and the guard has nothing to catch (default False;
+            docs/methods.md, "The merge guard").
     """
 
     rho: float | None = None
@@ -152,6 +158,7 @@ class AvilConfig:
     merge_guard: bool = True
     merge_backtrack: int = 0
     merge_step: str = "fit"
+    merge_temperature: bool = False
 
     _CHOICES = {
         "readout": ("share", "alpha"),
@@ -457,7 +464,8 @@ class Avil:
                          "step": step, "temperature": 1.0 / obj.beta,
                          "delta_norm": float(norms[k]), "cos_target": float(cos[k]),
                          "dev_loss_before": before, "dev_loss_after": fit["loss"], "dev_loss_own": raw_own,
-                         "dev_loss_fit": raw_fit, "dev_loss_merged": raw_merged, "merged_from": merged_from, "merge_scale": scale, "fit_iters": fit["iters"],
+                         "dev_loss_fit": raw_fit, "dev_loss_merged": raw_merged, "merged_from": merged_from, "merge_scale": scale,
+                         "merged_temperature": 1.0 / self.merged_beta, "fit_iters": fit["iters"],
                          "fit_evals": fit["evals"], "fit_restarts": fit["restarts"],
                          "fit_grad_max": fit["grad_max"], "fit_stop": fit["stop"],
                          "fit_converged": fit["converged"],
@@ -479,7 +487,9 @@ class Avil:
         the guard looks only at fits that did not converge and trains on from the target's own step;
         with it, every fit's mix is first halved along its own direction until it passes (the loss
         returns to `before` as the length goes to 0), so the candidates stay in training
-        (docs/methods.md, "The merge guard")."""
+        (docs/methods.md, "The merge guard"). With `merge_temperature` each candidate merge is
+        the folded model (`ShareObjective.folded_at`) and its loss the tempered one; the β folded
+        in is left in `self.merged_beta` (1 when nothing is folded)."""
         own = torch.zeros_like(c)
         own[0] = 1.0  # the target's own step
         coef = c if self.cfg.merge_against else torch.cat([c[:1], c[1:].clamp_min(0.0)])
@@ -487,16 +497,27 @@ class Avil:
             cap = self.cfg.weight_cap
             coef = torch.cat([own[:1], (coef[1:] / c[0]).clamp(-cap, cap)]) if c[0] > 0 else own
         raw = obj.raw_loss_at(coef)
+        fold = self.cfg.merge_temperature
+
+        def at(k: torch.Tensor) -> tuple[torch.Tensor, float]:  # what merging k gives, and its fitting loss
+            if fold:
+                params, loss, self.merged_beta = obj.folded_at(k)
+                return params, loss
+            return obj.params(k), obj.raw_loss_at(k)
+
+        self.merged_beta = 1.0
+        params, loss = at(coef) if fold else (obj.params(coef), raw)
         bound = max(raw_own, before)
         halvings = self.cfg.merge_backtrack
-        if not self.cfg.merge_guard or raw <= bound or (converged and not halvings):
-            return obj.params(coef), raw, raw, 1.0
+        if not self.cfg.merge_guard or loss <= bound or (converged and not halvings):
+            return params, raw, loss, 1.0
         scale = 1.0
         for _ in range(halvings):
             scale /= 2
-            shorter = obj.raw_loss_at(coef * scale)
+            params, shorter = at(coef * scale)
             if shorter <= bound:
-                return obj.params(coef * scale), raw, shorter, scale
+                return params, raw, shorter, scale
+        self.merged_beta = 1.0
         return obj.params(own), raw, raw_own, 0.0
 
     def trunk_norms(self) -> torch.Tensor:

@@ -94,9 +94,31 @@ class ShareObjective:
     def raw_loss(self, params: torch.Tensor) -> float:
         """The untempered fitting loss at flat parameters `params` (one forward pass): what the
         model that training continues from actually scores."""
+        return float(F.cross_entropy(self.logits(params), self.labels, weight=self.class_weight))
+
+    @torch.no_grad()
+    def logits(self, params: torch.Tensor) -> torch.Tensor:
         with autocast(self.theta.device, self.amp):
-            logits = upcast(functional_call(self.model, self.flat.as_dict(params), (self.batch, self.target)))
-        return float(F.cross_entropy(logits, self.labels, weight=self.class_weight))
+            return upcast(functional_call(self.model, self.flat.as_dict(params), (self.batch, self.target)))
+
+    @torch.no_grad()
+    def folded_at(self, c: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+        """The parameters at c with the temperature folded into the target's head (its Linear's
+        weight and bias times β, so the model's logits are β·logits: the tempered model the fit
+        scores, as a model), their fitting loss, and β. β is solved for c's own logits (read off the
+        latest evaluation when it was at c), or the held one under `fixed_temperature`; 1 without
+        a temperature."""
+        logits = self.last[1] if self.last is not None and torch.equal(self.last[0], c) else self.logits(self.params(c))
+        if not self.temperature:
+            beta = 1.0
+        elif self.fixed_temperature and self.solved:
+            beta = self.beta
+        else:
+            beta = inverse_temperature(logits, self.labels, self.class_weight)
+        params = self.params(c)
+        lo, hi = self.flat.head_range[self.target]
+        params[lo:hi] *= beta
+        return params, float(F.cross_entropy(logits * beta, self.labels, weight=self.class_weight)), beta
 
 
 def balanced_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
