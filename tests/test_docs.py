@@ -105,3 +105,20 @@ def test_a_variant_of_the_default_run_cannot_be_checked_against_the_readme():
     proc = subprocess.run([sys.executable, str(ROOT / "bench/default_run.py"), "--check", "--avil", '{"dev_batch": 128}'],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "--check and --record-machine are for the shipped params' run" in proc.stderr
+
+
+def test_paired_screens_say_what_they_need_before_training_anything(tmp_path):
+    """bench/paired_uniform.py trains inside a finished project: it names a missing project result, a
+    variant without a label (its runs would land among the uniform ones) and a call without candidates."""
+    tool = str(ROOT / "bench/paired_uniform.py")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, tool, "--project", str(tmp_path), *args], capture_output=True, text=True)
+
+    proc = run("--candidates", "left_more")
+    assert proc.returncode == 1 and f"{tmp_path}: no results/selection.json" in proc.stderr
+    proc = run("--candidates", "left_more", "--avil", '{"merge_step": "own"}')
+    assert proc.returncode == 1 and "--avil: name the variant with --label" in proc.stderr
+    proc = run()
+    assert proc.returncode == 1 and "--candidates: name at least one candidate" in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
