@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def summary_metric(run: Path, split: str) -> float:
+def summary_metric(run: Path, split: str, metric: str | None = None) -> float:
     metrics = json.loads((run / "summary.json").read_text())["metrics"][split]
-    return next(v for k, v in metrics.items() if k != "loss")
+    return metrics[metric] if metric else next(v for k, v in metrics.items() if k != "loss")
 
 
 def train_screens(project: Path, aux: str, seeds: list[int], label: str, avil: dict | None) -> None:
@@ -54,10 +54,11 @@ def train_screens(project: Path, aux: str, seeds: list[int], label: str, avil: d
         print(f"{label} {aux} seed {seed}: test {summary_metric(out, 'test'):.4f}", flush=True)
 
 
-def gains(project: Path, runs: dict[int, Path], split: str) -> list[float]:
-    target = json.loads((project / "results" / "selection.json").read_text())["target"]
-    base = project / "results" / "baseline" / target
-    return [summary_metric(run, split) - summary_metric(base / f"seed-{s}", split) for s, run in runs.items()]
+def gains(project: Path, selection: dict, runs: dict[int, Path], split: str) -> list[float]:
+    """Each run's gain over the project's single-task baseline of its seed, in the selection's metric."""
+    base = project / "results" / "baseline" / selection["target"]
+    metric = selection["metric"]
+    return [summary_metric(run, split, metric) - summary_metric(base / f"seed-{s}", split, metric) for s, run in runs.items()]
 
 
 def describe(values: list[float]) -> dict[str, float]:
@@ -90,6 +91,7 @@ def main() -> None:
         variant = ["--label", args.label] + (["--avil", json.dumps(args.avil)] if args.avil is not None else [])
         subprocess.run([sys.executable, __file__, "--project", str(project), "--worker", aux, "--seeds",
                         *map(str, args.seeds), *variant], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    selection = json.loads((project / "results" / "selection.json").read_text())
     out: dict = {"project": str(project), "seeds": args.seeds, "candidates": {},
                  "date": f"{datetime.now():%Y-%m-%d %H:%M}", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                  "command": f"python bench/paired_uniform.py --project <finished project> --candidates {' '.join(args.candidates)}"
@@ -100,7 +102,7 @@ def main() -> None:
     for aux in args.candidates:
         variant = {s: project / "bench" / args.label / aux / f"seed-{s}" for s in args.seeds}
         avil = {s: project / "results" / "screen" / aux / f"seed-{s}" for s in args.seeds}
-        out["candidates"][aux] = {f"{m}_{split}": describe(gains(project, runs, split))
+        out["candidates"][aux] = {f"{m}_{split}": describe(gains(project, selection, runs, split))
                                   for m, runs in (("variant", variant), ("avil", avil)) for split in ("holdout", "test")}
     out["label"] = args.label
     lines = [f"`{out['command']}` — {out['date']}, {out['machine']}; project `{project.parent.name}/{project.name}`", "",

@@ -108,14 +108,14 @@ class ShareObjective:
         scores, as a model), their fitting loss, and β. β is solved for c's own logits (read off the
         latest evaluation when it was at c), or the held one under `fixed_temperature`; 1 without
         a temperature."""
-        logits = self.last[1] if self.last is not None and torch.equal(self.last[0], c) else self.logits(self.params(c))
+        params = self.params(c)
+        logits = self.last[1] if self.last is not None and torch.equal(self.last[0], c) else self.logits(params)
         if not self.temperature:
             beta = 1.0
         elif self.fixed_temperature and self.solved:
             beta = self.beta
         else:
             beta = inverse_temperature(logits, self.labels, self.class_weight)
-        params = self.params(c)
         lo, hi = self.flat.head_range[self.target]
         params[lo:hi] *= beta
         return params, float(F.cross_entropy(logits * beta, self.labels, weight=self.class_weight)), beta
