@@ -10,24 +10,28 @@ from pathlib import Path
 
 
 def add_variant_args(ap: argparse.ArgumentParser, results: str) -> None:
-    """--avil (overrides of the params' avil section), --target-task (of the target's task spec) and
-    --results (the file a variant goes to)."""
+    """--avil (overrides of the params' avil section), --target-task (of the target's task spec),
+    --train (of the train section: baselines and screens; finals keep final.train) and --results
+    (the file a variant goes to)."""
     ap.add_argument("--avil", type=json.loads, default=None,
                     help="overrides of the params' avil section (JSON), e.g. '{\"merge_backtrack\": 8}'; use with --results")
     ap.add_argument("--target-task", type=json.loads, default=None,
                     help="overrides of the target's task spec (JSON), e.g. '{\"dev_fraction\": 0.3, \"max_dev\": 900}'; "
                          "use with --results")
+    ap.add_argument("--train", type=json.loads, default=None,
+                    help="overrides of the params' train section (JSON), e.g. '{\"epochs\": 20}' (baselines and "
+                         "screens; finals keep final.train); use with --results")
     ap.add_argument("--results", default=results, help=f"bench/results/<name>.{{md,json}} (default: {results})")
 
 
 def check_variant(args: argparse.Namespace, results: str) -> None:
     """A variant never overwrites the shipped configuration's results file."""
     if is_variant(args) and args.results == results:
-        raise SystemExit(f"--avil and --target-task make a variant: give it its own --results name (not {results})")
+        raise SystemExit(f"--avil, --target-task and --train make a variant: give it its own --results name (not {results})")
 
 
 def is_variant(args: argparse.Namespace) -> bool:
-    return bool(args.avil or args.target_task)
+    return bool(args.avil or args.target_task or args.train)
 
 
 def apply_variant(params: dict, args: argparse.Namespace) -> dict:
@@ -37,6 +41,8 @@ def apply_variant(params: dict, args: argparse.Namespace) -> dict:
         out["avil"] = {**(out.get("avil") or {}), **args.avil}
     if args.target_task:
         out["tasks"][out["target"]] = {**out["tasks"][out["target"]], **args.target_task}
+    if args.train:
+        out["train"] = {**out["train"], **args.train}
     return out
 
 
@@ -46,6 +52,7 @@ def variant_command(args: argparse.Namespace, results: str) -> str:
         return ""
     return ((f" --avil '{json.dumps(args.avil)}'" if args.avil else "")
             + (f" --target-task '{json.dumps(args.target_task)}'" if args.target_task else "")
+            + (f" --train '{json.dumps(args.train)}'" if args.train else "")
             + f" --results {args.results}")
 
 

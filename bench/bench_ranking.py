@@ -75,6 +75,9 @@ PAIRS = {
           "shuffled": "shuffled", "text": True},
     "d": {"name": "text, target subjectivity", "config": "configs/text_subjectivity.yaml",
           "positive": "subjectivity_more", "shuffled": "shuffled", "text": True},
+    # held out: added after the defaults were chosen, to check them on a pool they were not tuned on
+    "e": {"name": "vision, target centred digit (held out)", "config": "configs/vision_digit.yaml",
+          "positive": "digit_more", "shuffled": "shuffled"},
 }
 
 

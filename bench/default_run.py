@@ -99,6 +99,7 @@ def main() -> None:
         f"`snakemake --cores {args.cores}` on a fresh project with the shipped params.yaml"
         + (f" and `avil: {json.dumps(args.avil)}`" if args.avil else "")
         + (f" and target task `{json.dumps(args.target_task)}`" if args.target_task else "")
+        + (f" and `train: {json.dumps(args.train)}`" if args.train else "")
         + " (`python bench/default_run.py"
         + variant_command(args, "default_run")
         + "`), "

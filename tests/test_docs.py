@@ -107,6 +107,29 @@ def test_a_variant_of_the_default_run_cannot_be_checked_against_the_readme():
     assert proc.returncode == 1 and "--check and --record-machine are for the shipped params' run" in proc.stderr
 
 
+def test_a_train_variant_changes_the_train_section_only_and_names_itself():
+    """`--train` (e.g. longer screens) is a variant like `--avil`: laid over the train section only
+    (the finals keep final.train), written into the results' command line, never to the shipped file."""
+    import argparse
+
+    import pytest
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_args import add_variant_args, apply_variant, check_variant, variant_command
+
+    ap = argparse.ArgumentParser()
+    add_variant_args(ap, "selection_power")
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    args = ap.parse_args(["--train", '{"epochs": 20}', "--results", "selection_power_ep20"])
+    out = apply_variant(shipped, args)
+    assert out["train"] == {**shipped["train"], "epochs": 20} and shipped["train"]["epochs"] != 20
+    assert out["final"] == shipped["final"] and out["avil"] == shipped["avil"] and out["tasks"] == shipped["tasks"]
+    assert variant_command(args, "selection_power") == """ --train '{"epochs": 20}' --results selection_power_ep20"""
+    with pytest.raises(SystemExit, match="--train make a variant: give it its own --results name"):
+        check_variant(ap.parse_args(["--train", '{"epochs": 20}']), "selection_power")
+
+
 def test_paired_screens_say_what_they_need_before_training_anything(tmp_path):
     """bench/paired_uniform.py trains inside a finished project: it names a missing project result, a
     variant without a label (its runs would land among the uniform ones) and a call without candidates."""

@@ -18,7 +18,7 @@ SCHEMA = P.read_yaml(ROOT / "workflow/schemas/params.schema.yaml")
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-SHIPPED = ["params.yaml", "configs/text.yaml", "configs/text_subjectivity.yaml", "configs/vision_right.yaml", "configs/my_pool.yaml"]
+SHIPPED = ["params.yaml", "configs/text.yaml", "configs/text_subjectivity.yaml", "configs/vision_right.yaml", "configs/vision_digit.yaml", "configs/my_pool.yaml"]
 
 
 @pytest.mark.parametrize("path", SHIPPED)
