@@ -156,3 +156,56 @@ def test_dev_holdout_splits_dev_by_role():
     assert max(h["metric"] for h in r.history if h["split"] == "dev") == pytest.approx(r.metrics["dev"]["accuracy"])
     with pytest.raises(AuxselError, match="dev_holdout 0.999 leaves no examples"):
         split_holdout(pool["left"], 0.999, 9)
+
+
+def test_trace_records_the_judging_splits_every_epoch_and_changes_nothing():
+    """train.trace (a diagnostic for bench/screen_length.py): every epoch adds the target's holdout
+    and test rows; the run's state, dev curve and final metrics are bit-identical to an untraced run,
+    and the traced row at the best epoch is the metric the run reports."""
+    tasks = target_tasks("left_more")
+    cfg = {**FAST, "epochs": 3, "examples_per_task": 64, "dev_holdout": 0.5}
+    plain = run_method("avil", lenet(tasks), tasks, "left", seed=3, train=TrainConfig(**cfg), eval_seed=9)
+    traced = run_method("avil", lenet(tasks), tasks, "left", seed=3, train=TrainConfig(**cfg, trace=True), eval_seed=9)
+    assert all(torch.equal(plain.state[k], traced.state[k]) for k in plain.state)
+    assert traced.metrics == plain.metrics
+    def timeless(rows):  # wall seconds differ between any two runs
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in rows]
+
+    assert timeless(h for h in traced.history if h["split"] in ("dev", "train")) == timeless(plain.history)
+    for split in ("holdout", "test"):
+        rows = [h for h in traced.history if h["split"] == split]
+        assert [h["epoch"] for h in rows] == [1, 2, 3]
+        best = next(h for h in rows if h["epoch"] == traced.best_epoch)
+        assert best["metric"] == traced.metrics[split]["accuracy"]
+        assert best["loss"] == pytest.approx(traced.metrics[split]["loss"])
+    assert not any(h["split"] in ("holdout", "test") for h in plain.history)
+
+
+def test_a_long_traced_run_reads_as_every_shorter_or_early_stopped_one():
+    """bench/screen_length.py reads every screen length and stopping rule from one long traced run:
+    a run of L epochs, or one stopped by train.patience, is that run's prefix — same stop, same best
+    epoch, same holdout and test metrics, same weight."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from screen_length import read_at, stop_epoch
+
+    tasks = target_tasks("left_more")
+    cfg = {**FAST, "examples_per_task": 64, "dev_holdout": 0.5}
+    long = run_method("avil", lenet(tasks), tasks, "left", seed=5, train=TrainConfig(**{**cfg, "epochs": 8, "trace": True}), eval_seed=9)
+    curve = {split: [h["metric"] for h in long.history if h["split"] == split and h["task"] == "left"]
+             for split in ("dev", "holdout", "test")}
+    curve["weights"] = {}
+    for w in long.weights:
+        curve["weights"].setdefault(w["task"], {})[w["epoch"]] = w["weight"]
+    for extra in ({"epochs": 3}, {"epochs": 8, "patience": 1}):
+        short = run_method("avil", lenet(tasks), tasks, "left", seed=5, train=TrainConfig(**{**cfg, **extra}), eval_seed=9)
+        last = stop_epoch(curve["dev"], extra.get("patience"), extra["epochs"])
+        assert last == short.epochs_run
+        got = read_at(curve, last, "left_more")
+        assert got["best_epoch"] == short.best_epoch
+        assert (got["holdout"], got["test"]) == (short.metrics["holdout"]["accuracy"], short.metrics["test"]["accuracy"])
+        assert got["weight"] == short.final_weights["left_more"]
+        assert last < 8  # both end before the long run does
+    assert stop_epoch([0.5, 0.6, 0.6, 0.55, 0.7], 2, 5) == 4 and stop_epoch([0.5, 0.6, 0.7], 2, 5) == 3

@@ -68,6 +68,12 @@ class TrainConfig:
         resume: write a checkpoint after every epoch (to the path the caller passes to `fit` /
             `run_method`) and continue from it when it belongs to the same run; the result is
             identical to an uninterrupted run's (default False).
+        trace: also evaluate the target's holdout and test splits after every epoch and add them to
+            the history (split "holdout"/"test" rows). Why: how long a screen should train can
+            then be studied from one long run per seed (bench/screen_length.py) — the first L
+            epochs of a run are an L-epoch run, since nothing else reads `epochs`. Nothing that
+            chooses or decides reads these rows; they cost one evaluation pass per split per epoch
+            and leave the run's numbers unchanged (default False).
     """
 
     epochs: int = 10
@@ -85,6 +91,7 @@ class TrainConfig:
     progress: bool | None = None
     resume: bool = False
     dev_holdout: float = 0.0
+    trace: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
@@ -449,6 +456,17 @@ def check_rows(rows: list[dict[str, Any]], epoch: int, method: str) -> None:
                                   f"{key} = {value} (diverged)")
 
 
+def trace_rows(run: Run, epoch: int, seconds: float) -> list[dict[str, Any]]:
+    """train.trace: the target's holdout and test after this epoch (only the splits it has)."""
+    rows = []
+    for split in ("holdout", "test"):
+        if run.eval_task.size(split):
+            loss, metric = run.evaluate(split)
+            rows.append({"epoch": epoch, "task": run.target, "split": split, "loss": loss, "metric": metric,
+                         "seconds": seconds})
+    return rows
+
+
 def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: TrainConfig, seed: int,
         method: str = "", checkpoint: str | os.PathLike | None = None,
         identity: dict[str, Any] | None = None, eval_seed: int | None = None,
@@ -516,6 +534,8 @@ def fit(model, tasks: dict[str, TaskData], target: str, plan: EpochPlan, cfg: Tr
             history.append({"epoch": epoch, "task": t, "split": "train", "loss": m.loss / max(m.n, 1),
                             "metric": metric_value(tasks[t].metric, p, y, tasks[t].num_classes), "seconds": seconds})
         history.append({"epoch": epoch, "task": target, "split": "dev", "loss": dev_loss, "metric": dev_metric, "seconds": seconds})
+        if cfg.trace:
+            history.extend(trace_rows(run, epoch, seconds))
         for r in rows:
             r.setdefault("alpha", float("nan"))
         weight_rows.extend(rows)
