@@ -18,12 +18,15 @@ k-seed subsets as bench/selection_power.py does:
 - `baseline P ×f`: the single-task baseline stops at patience P; that seed's screens (and the null)
   train f × as many epochs as the baseline did (at most `--epochs`), so a target that is still
   learning gets longer screens and one that has plateaued shorter ones.
+- `converged τ ×f`: every run of a seed trains f × the epochs its single-task baseline needed to
+  bring the target's running training loss below τ (at most `--epochs`): the target alone has fitted
+  its training set. (A screen's own target loss does not fall that far: its merges keep moving it.)
 
 The dev examples' shared variance (`select.dev_variance`) is not measured per epoch (a run keeps
 its holdout answers for its best epoch only), so every rule here is judged by the seeds alone, as the
 default rule is.
 
-Results: bench/results/screen_length.{md,json}; pairs merge into what is there.
+Results: bench/results/screen_length.{md,json,png}; pairs merge into what is there.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def default_rules(epochs: int, default: int) -> list[dict]:
     fixed = sorted({5, 8, default, 12, 15, 20, epochs} & set(range(1, epochs + 1)))
     return ([{"kind": "fixed", "epochs": n} for n in fixed]
             + [{"kind": "patience", "patience": p} for p in (3, 5)]
-            + [{"kind": "baseline", "patience": p, "factor": f} for p in (3, 5) for f in (1.0, 2.0)])
+            + [{"kind": "baseline", "patience": p, "factor": f} for p in (3, 5) for f in (1.0, 2.0)]
+            + [{"kind": "converged", "loss": t, "factor": f} for t in (0.01,) for f in (1.0, 1.5)])
 
 
 def rule_label(rule: dict) -> str:
@@ -67,13 +71,17 @@ def rule_label(rule: dict) -> str:
         return f"fixed {rule['epochs']}"
     if rule["kind"] == "patience":
         return f"patience {rule['patience']}"
-    return f"baseline {rule['patience']} ×{rule['factor']:g}"
+    if rule["kind"] == "baseline":
+        return f"baseline {rule['patience']} ×{rule['factor']:g}"
+    return f"converged {rule['loss']:g} ×{rule['factor']:g}"
 
 
-def read_run(folder: Path) -> dict:
-    """Per epoch: the fit-half dev metric, the traced holdout and test metrics, and the weights."""
+def read_run(folder: Path, target: str) -> dict:
+    """Per epoch: the fit-half dev metric, the traced holdout and test metrics, the target's running
+    training loss, and the weights."""
     hist = pq.read_table(folder / "history.parquet").to_pylist()
-    curve = {}
+    curve = {"train_loss": [h["loss"] for h in sorted(hist, key=lambda h: h["epoch"])
+                            if h["split"] == "train" and h["task"] == target]}
     for split in ("dev", "holdout", "test"):
         rows = {h["epoch"]: h["metric"] for h in hist if h["split"] == split}
         if split != "dev" and not rows:
@@ -116,11 +124,16 @@ def apply_rule(runs: dict, rule: dict, epochs: int) -> dict:
     if rule["kind"] == "baseline":
         base_stop = stop_epoch(runs["single"]["dev"], rule["patience"], epochs)
         screen_len = min(epochs, max(1, int(math.ceil(rule["factor"] * base_stop))))
+    if rule["kind"] == "converged":
+        below = [e for e, v in enumerate(runs["single"]["train_loss"][:epochs], start=1) if v < rule["loss"]]
+        screen_len = min(epochs, int(math.ceil(rule["factor"] * below[0]))) if below else epochs
     for name, curve in runs.items():
         if rule["kind"] == "fixed":
             last = rule["epochs"]
         elif rule["kind"] == "patience":
             last = stop_epoch(curve["dev"], rule["patience"], epochs)
+        elif rule["kind"] == "converged":
+            last = screen_len
         else:
             last = base_stop if name == "single" else screen_len
         out[name] = read_at(curve, last, None if name == "single" else name)
@@ -133,9 +146,9 @@ def load_curves(project: Path) -> dict:
     meta = json.loads((project / f"data/prepared/{target}/meta.json").read_text())
     curves = {}
     for s in params["seeds"]:
-        seed = {"single": read_run(project / f"results/baseline/{target}/seed-{s}")}
+        seed = {"single": read_run(project / f"results/baseline/{target}/seed-{s}", target)}
         for aux in [NULL, *params["candidates"]]:
-            seed[aux] = read_run(project / f"results/screen/{aux}/seed-{s}")
+            seed[aux] = read_run(project / f"results/screen/{aux}/seed-{s}", target)
         curves[s] = seed
     return {"target": target, "metric": meta["metric"], "seeds": params["seeds"], "candidates": params["candidates"],
             "select": params["select"], "holdout_n": int(round(meta["counts"]["dev"] * params["train"]["dev_holdout"])),
@@ -183,6 +196,59 @@ def analyse(data: dict, rules: list[dict], draws: int, positive: str, tenfold: P
                     "first_five": sorted(decide(screens, screens["seeds"][:5], default)),
                     "check": prefix_check(screens, tenfold) if rule == {"kind": "fixed", "epochs": 10} else ""})
     return out
+
+
+def curve_by_length(data: dict, draws: int, positive: str, shuffled: str) -> list[dict]:
+    """For every fixed length 1..epochs: the positive control's, the shuffled labels' and the other
+    candidates' holdout gain over the null (mean, se) and P(positive kept at 5 seeds) - the plot."""
+    out = []
+    for n in range(1, data["epochs"] + 1):
+        screens = screens_for(data, {"kind": "fixed", "epochs": n})
+        ref = reference(screens)["candidates"]
+        kept = resample(screens, [5], [{}], draws, [])[0]["p_kept"] if len(data["seeds"]) >= 5 else {}
+        out.append({"epochs": n, "gain": {a: [r["holdout_over_null"], r["holdout_over_null_se"]] for a, r in ref.items()},
+                    "p_kept_5": kept.get(positive), "p_kept_5_shuffled": kept.get(shuffled)})
+    return out
+
+
+def plot(saved: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(k for k, r in saved["pairs"].items() if r.get("by_length"))
+    if not keys:
+        return
+    fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys), 6.4), squeeze=False, sharex="col")
+    for j, key in enumerate(keys):
+        res, spec = saved["pairs"][key], PAIRS[key.split("-")[0]]
+        pos = spec["positive"]
+        rows = res["by_length"]
+        n = [r["epochs"] for r in rows]
+        ax = axes[0][j]
+        for a in rows[0]["gain"]:
+            m = np.array([r["gain"][a][0] for r in rows])
+            se = np.array([r["gain"][a][1] for r in rows])
+            style = {"color": "C0", "lw": 2} if a == pos else {"color": "C3" if a == spec["shuffled"] else "0.6", "lw": 1}
+            ax.plot(n, m, label=a, **style)
+            if a == pos:
+                ax.fill_between(n, m - se, m + se, color="C0", alpha=0.2)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(f"({key}) {res['name']}", fontsize=9)
+        ax.set_ylabel("holdout gain over the null")
+        ax.legend(fontsize=7)
+        ax = axes[1][j]
+        ax.plot(n, [r["p_kept_5"] for r in rows], color="C0", lw=2, label=f"{pos} kept")
+        ax.plot(n, [r["p_kept_5_shuffled"] for r in rows], color="C3", lw=1, label=f"{spec['shuffled']} kept")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("screen length (epochs)")
+        ax.set_ylabel("P(kept), 5-seed draws")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Screen length, read from one traced run per seed ({saved['machine']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def table(key: str, res: dict) -> str:
@@ -239,7 +305,8 @@ def main() -> None:
                           + f" --seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} --draws {args.draws}"
                           + (f" --reuse {pair}=<finished project>" if pair in reuse else ""),
                "rules": analyse(data, default_rules(args.epochs, default_len), args.draws, PAIRS[pair]["positive"],
-                                tenfold.get(pair))}
+                                tenfold.get(pair)),
+               "by_length": curve_by_length(data, min(args.draws, 300), PAIRS[pair]["positive"], PAIRS[pair]["shuffled"])}
         saved["pairs"][key] = res
         print(table(key, res), flush=True)
     import torch
@@ -248,7 +315,9 @@ def main() -> None:
     path.write_text(json.dumps(saved, indent=1))
     head = (f"Generated by bench/screen_length.py; {saved['machine']}. Each pair: one traced run of every baseline, "
             "null and screen per seed; every rule is read from those runs.\n\n")
-    (ROOT / f"bench/results/{args.results}.md").write_text(head + "\n".join(table(k, r) for k, r in sorted(saved["pairs"].items())))
+    (ROOT / f"bench/results/{args.results}.md").write_text(head + "\n".join(table(k, r) for k, r in sorted(saved["pairs"].items()))
+                                                           + f"\n![screen length]({args.results}.png)\n")
+    plot(saved, ROOT / f"bench/results/{args.results}.png")
 
 
 if __name__ == "__main__":
