@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bench_args import add_pair_args, reuse_map  # noqa: E402
 from bench_ranking import PAIRS, pair_params  # noqa: E402
+from bench_selection import cpu_model  # noqa: E402
 from selection_power import decide, reference, resample, run_screens  # noqa: E402
 
 from auxsel.params import NULL  # noqa: E402
@@ -165,11 +166,19 @@ def screens_for(data: dict, rule: dict) -> dict:
                                   "null": {a: zero for a in data["candidates"]}}}
 
 
-def prefix_check(screens: dict, tenfold: Path | None) -> str:
-    """How many runs' L = 10 holdout reads equal a 10-epoch project's (same seeds and params)."""
+def prefix_check(screens: dict, tenfold: Path | None, key: str) -> str:
+    """How many runs' L = 10 holdout reads equal a 10-epoch project's (same seeds and params): its
+    folder, or a bench/selection_power results file that holds the pair."""
     if tenfold is None:
         return ""
     same = total = 0
+    if tenfold.suffix == ".json":
+        runs = json.loads(tenfold.read_text())["pairs"][key]["screens"]["runs"]
+        for s, row in screens["runs"].items():
+            for name, got in runs.get(s, {}).items():
+                total += 1
+                same += got["holdout"] == row[name]["holdout"]
+        return f"{same}/{total}"
     for s, row in screens["runs"].items():
         folder = {"single": tenfold / f"results/baseline/{screens['target']}/seed-{s}"}
         folder.update({a: tenfold / f"results/screen/{a}/seed-{s}" for a in row if a != "single"})
@@ -181,7 +190,7 @@ def prefix_check(screens: dict, tenfold: Path | None) -> str:
     return f"{same}/{total}"
 
 
-def analyse(data: dict, rules: list[dict], draws: int, positive: str, tenfold: Path | None) -> list[dict]:
+def analyse(data: dict, rules: list[dict], draws: int, positive: str, tenfold: Path | None, key: str) -> list[dict]:
     out = []
     for rule in rules:
         screens = screens_for(data, rule)
@@ -194,19 +203,20 @@ def analyse(data: dict, rules: list[dict], draws: int, positive: str, tenfold: P
                     "p_kept": {r["k"]: r["p_kept"] for r in res}, "p_any_useless": {r["k"]: r["p_any_useless"] for r in res},
                     "mean_epochs": float(np.mean([v["epochs"] for r in runs for v in r.values()])),
                     "first_five": sorted(decide(screens, screens["seeds"][:5], default)),
-                    "check": prefix_check(screens, tenfold) if rule == {"kind": "fixed", "epochs": 10} else ""})
+                    "check": prefix_check(screens, tenfold, key) if rule == {"kind": "fixed", "epochs": 10} else ""})
     return out
 
 
 def curve_by_length(data: dict, draws: int, positive: str, shuffled: str) -> list[dict]:
-    """For every fixed length 1..epochs: the positive control's, the shuffled labels' and the other
-    candidates' holdout gain over the null (mean, se) and P(positive kept at 5 seeds) - the plot."""
+    """For every fixed length 1..epochs: every candidate's gain over the null (holdout mean, se; test
+    mean) and P(positive / shuffled kept at 5 seeds) - the plot."""
     out = []
     for n in range(1, data["epochs"] + 1):
         screens = screens_for(data, {"kind": "fixed", "epochs": n})
         ref = reference(screens)["candidates"]
         kept = resample(screens, [5], [{}], draws, [])[0]["p_kept"] if len(data["seeds"]) >= 5 else {}
-        out.append({"epochs": n, "gain": {a: [r["holdout_over_null"], r["holdout_over_null_se"]] for a, r in ref.items()},
+        out.append({"epochs": n, "gain": {a: [r["holdout_over_null"], r["holdout_over_null_se"], r["test_over_null"]]
+                                                 for a, r in ref.items()},
                     "p_kept_5": kept.get(positive), "p_kept_5_shuffled": kept.get(shuffled)})
     return out
 
@@ -234,6 +244,7 @@ def plot(saved: dict, path: Path) -> None:
             ax.plot(n, m, label=a, **style)
             if a == pos:
                 ax.fill_between(n, m - se, m + se, color="C0", alpha=0.2)
+                ax.plot(n, [r["gain"][a][2] for r in rows], color="C0", lw=1, ls="--", label=f"{a} (test)")
         ax.axhline(0, color="k", lw=0.5)
         ax.set_title(f"({key}) {res['name']}", fontsize=9)
         ax.set_ylabel("holdout gain over the null")
@@ -245,7 +256,7 @@ def plot(saved: dict, path: Path) -> None:
         ax.set_xlabel("screen length (epochs)")
         ax.set_ylabel("P(kept), 5-seed draws")
         ax.legend(fontsize=7)
-    fig.suptitle(f"Screen length, read from one traced run per seed ({saved['machine']})", fontsize=9)
+    fig.suptitle("Screen length, read from one traced run per seed (bench/screen_length.py)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -267,12 +278,13 @@ def table(key: str, res: dict) -> str:
         c = r["reference"]["candidates"]
         others = [a for a in c if a not in (pos, shuf)]
         best_other = max(c[a]["test_over_null"] for a in others) if others else float("nan")
-        p = r["p_kept"]
+        p = {int(k): v for k, v in r["p_kept"].items()}  # JSON keys are strings once saved
+        useless = {int(k): v for k, v in r["p_any_useless"].items()}
         lines.append(f"| {r['label']} | {r['mean_epochs']:.1f} | {c[pos]['holdout_over_null']:+.4f} ± {c[pos]['holdout_over_null_se']:.4f} "
                      f"| {c[pos]['test_over_null']:+.4f} ± {c[pos]['test_over_null_se']:.4f} | {c[shuf]['test_over_null']:+.4f} "
-                     f"| {best_other:+.4f} | {r['reference']['holdout_test_corr']:+.2f} "
+                     f"| {best_other:+.4f} | {r['reference']['holdout_test_corr']:+.2f} | "
                      + " | ".join(f"{p[k][pos]:.2f}" if k in p else "–" for k in SIZES)
-                     + f" | {r['p_any_useless'].get(5, float('nan')):.2f} | {', '.join(r['first_five']) or 'nothing'} | {r['check']} |")
+                     + f" | {useless.get(5, float('nan')):.2f} | {', '.join(r['first_five']) or 'nothing'} | {r['check']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -283,7 +295,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=24, help="each run's length; every rule reads a prefix of it")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tenfold", nargs="*", default=[], metavar="PAIR=PROJECT",
-                    help="a finished 10-epoch project of the pair (same seeds): the L = 10 reads are compared with its runs")
+                    help="a finished 10-epoch project of the pair, or a selection_power results .json holding it (same "
+                         "seeds): the L = 10 reads are compared with its runs")
     ap.add_argument("--results", default="screen_length")
     args = ap.parse_args()
     args.avil = args.target_task = None
@@ -303,20 +316,21 @@ def main() -> None:
                "epochs": args.epochs, "draws": args.draws,
                "command": f"python bench/screen_length.py --pairs {pair}" + (" --frozen-encoder" if frozen else "")
                           + f" --seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} --draws {args.draws}"
-                          + (f" --reuse {pair}=<finished project>" if pair in reuse else ""),
+                          + (f" --reuse {pair}=<finished project>" if pair in reuse else "")
+                          + (f" --tenfold {pair}={tenfold[pair]}" if pair in tenfold and tenfold[pair].suffix == ".json" else
+                             f" --tenfold {pair}=<10-epoch project>" if pair in tenfold else ""),
                "rules": analyse(data, default_rules(args.epochs, default_len), args.draws, PAIRS[pair]["positive"],
-                                tenfold.get(pair)),
+                                tenfold.get(pair), key),
                "by_length": curve_by_length(data, min(args.draws, 300), PAIRS[pair]["positive"], PAIRS[pair]["shuffled"])}
         saved["pairs"][key] = res
         print(table(key, res), flush=True)
     import torch
 
-    saved["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    saved["machine"] = f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     path.write_text(json.dumps(saved, indent=1))
     head = (f"Generated by bench/screen_length.py; {saved['machine']}. Each pair: one traced run of every baseline, "
-            "null and screen per seed; every rule is read from those runs.\n\n")
-    (ROOT / f"bench/results/{args.results}.md").write_text(head + "\n".join(table(k, r) for k, r in sorted(saved["pairs"].items()))
-                                                           + f"\n![screen length]({args.results}.png)\n")
+            f"null and screen per seed; every rule is read from those runs. Plot: bench/results/{args.results}.png.\n\n")
+    (ROOT / f"bench/results/{args.results}.md").write_text(head + "\n".join(table(k, r) for k, r in sorted(saved["pairs"].items())))
     plot(saved, ROOT / f"bench/results/{args.results}.png")
 
 
