@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from bench_args import add_pair_args, reuse_map  # noqa: E402
 from bench_ranking import PAIRS, pair_params  # noqa: E402
 from bench_selection import cpu_model  # noqa: E402
-from selection_power import decide, reference, resample, run_screens  # noqa: E402
+from selection_power import decide, reference, resample, saved_results, screened_pairs  # noqa: E402
 
 from auxsel.params import NULL  # noqa: E402
 from auxsel.select import Rule  # noqa: E402
@@ -304,11 +304,8 @@ def main() -> None:
     reuse = reuse_map(args)
     tenfold = {k: Path(v) for k, v in (t.split("=", 1) for t in args.tenfold)}
     path = ROOT / f"bench/results/{args.results}.json"
-    saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}
-    for pair in args.pairs:
-        frozen = bool(args.frozen_encoder and PAIRS[pair].get("text"))
-        key = f"{pair}-frozen" if frozen else pair
-        project = run_screens(pair, args.seeds, frozen, args.cores, args.text_epochs, reuse.get(pair), args)
+    saved = saved_results(args.results)
+    for pair, key, frozen, project in screened_pairs(args, reuse):
         data = load_curves(project)
         default_len = int(pair_params(pair, args.seeds, args.text_epochs, frozen)["train"]["epochs"])
         res = {"name": PAIRS[pair]["name"] + (" (frozen-encoder mode)" if frozen else ""),

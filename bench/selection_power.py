@@ -228,6 +228,20 @@ def table(key: str, res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def saved_results(name: str) -> dict:
+    """bench/results/<name>.json as far as it goes (new pairs merge into it)."""
+    path = ROOT / f"bench/results/{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {"pairs": {}}
+
+
+def screened_pairs(args: argparse.Namespace, reuse: dict[str, Path]):
+    """(pair, results key, frozen, finished project) for each of --pairs, screening it if needed."""
+    for pair in args.pairs:
+        frozen = bool(args.frozen_encoder and PAIRS[pair].get("text"))
+        key = f"{pair}-frozen" if frozen else pair
+        yield pair, key, frozen, run_screens(pair, args.seeds, frozen, args.cores, args.text_epochs, reuse.get(pair), args)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_pair_args(ap)
@@ -239,12 +253,8 @@ def main() -> None:
     args = ap.parse_args()
     check_variant(args, "selection_power")
     reuse = reuse_map(args)
-    path = ROOT / f"bench/results/{args.results}.json"
-    saved = json.loads(path.read_text()) if path.exists() else {"pairs": {}}
-    for pair in args.pairs:
-        frozen = bool(args.frozen_encoder and PAIRS[pair].get("text"))
-        key = f"{pair}-frozen" if frozen else pair
-        project = run_screens(pair, args.seeds, frozen, args.cores, args.text_epochs, reuse.get(pair), args)
+    saved = saved_results(args.results)
+    for pair, key, frozen, project in screened_pairs(args, reuse):
         screens = load_screens(project)
         ref = reference(screens)
         # useless: no better than the null on test over all seeds (the positive control never counts)
