@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -51,7 +50,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from bench_args import add_pair_args, reuse_map  # noqa: E402
 from bench_ranking import PAIRS, pair_params  # noqa: E402
 from bench_selection import cpu_model  # noqa: E402
-from selection_power import decide, reference, resample, saved_results, screened_pairs  # noqa: E402
+from selection_power import decide, project_head, reference, resample, saved_results, screened_pairs  # noqa: E402
 
 from auxsel.params import NULL  # noqa: E402
 from auxsel.select import Rule  # noqa: E402
@@ -78,21 +77,29 @@ def rule_label(rule: dict) -> str:
 
 
 def read_run(folder: Path, target: str) -> dict:
-    """Per epoch: the fit-half dev metric, the traced holdout and test metrics, the target's running
-    training loss, and the weights."""
+    """One run folder's per-epoch curve (see curve_from_rows)."""
     hist = pq.read_table(folder / "history.parquet").to_pylist()
-    curve = {"train_loss": [h["loss"] for h in sorted(hist, key=lambda h: h["epoch"])
+    weights = pq.read_table(folder / "weights.parquet").to_pylist() if (folder / "weights.parquet").exists() else []
+    try:
+        return curve_from_rows(hist, weights, target)
+    except ValueError as e:
+        raise SystemExit(f"{folder}: {e}") from None
+
+
+def curve_from_rows(history: list[dict], weights: list[dict], target: str) -> dict:
+    """Per epoch: the fit-half dev metric, the traced holdout and test metrics, the target's running
+    training loss, and the weights — from a run's history and weight rows (the artifacts' or a
+    RunResult's)."""
+    curve = {"train_loss": [h["loss"] for h in sorted(history, key=lambda h: h["epoch"])
                             if h["split"] == "train" and h["task"] == target]}
     for split in ("dev", "holdout", "test"):
-        rows = {h["epoch"]: h["metric"] for h in hist if h["split"] == split}
+        rows = {h["epoch"]: h["metric"] for h in history if h["split"] == split and h["task"] == target}
         if split != "dev" and not rows:
-            raise SystemExit(f"{folder}: history.parquet has no {split} rows; the project was not run with train.trace")
+            raise ValueError(f"the history has no {split} rows; the run was not made with train.trace")
         curve[split] = [rows[e] for e in sorted(rows)]
-    weights = {}
-    if (folder / "weights.parquet").exists():
-        for w in pq.read_table(folder / "weights.parquet").to_pylist():
-            weights.setdefault(w["task"], {})[w["epoch"]] = w["weight"]
-    curve["weights"] = weights
+    curve["weights"] = {}
+    for w in weights:
+        curve["weights"].setdefault(w["task"], {})[w["epoch"]] = w["weight"]
     return curve
 
 
@@ -142,18 +149,15 @@ def apply_rule(runs: dict, rule: dict, epochs: int) -> dict:
 
 
 def load_curves(project: Path) -> dict:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    target = params["target"]
-    meta = json.loads((project / f"data/prepared/{target}/meta.json").read_text())
+    params, _, head = project_head(project)
+    target = head["target"]
     curves = {}
     for s in params["seeds"]:
         seed = {"single": read_run(project / f"results/baseline/{target}/seed-{s}", target)}
         for aux in [NULL, *params["candidates"]]:
             seed[aux] = read_run(project / f"results/screen/{aux}/seed-{s}", target)
         curves[s] = seed
-    return {"target": target, "metric": meta["metric"], "seeds": params["seeds"], "candidates": params["candidates"],
-            "select": params["select"], "holdout_n": int(round(meta["counts"]["dev"] * params["train"]["dev_holdout"])),
-            "epochs": params["train"]["epochs"], "curves": curves}
+    return head | {"epochs": params["train"]["epochs"], "curves": curves}
 
 
 def screens_for(data: dict, rule: dict) -> dict:

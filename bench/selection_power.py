@@ -74,20 +74,27 @@ def run_screens(pair: str, seeds: list[int], frozen: bool, cores: int, text_epoc
     return project
 
 
+def project_head(project: Path) -> tuple[dict, dict, dict]:
+    """A finished project's params, its target's meta.json, and what every reading of it starts
+    from: target, metric, seeds, candidates, select params and the judging half's size."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    target = params["target"]
+    meta = json.loads((project / f"data/prepared/{target}/meta.json").read_text())
+    head = {"target": target, "metric": meta["metric"], "seeds": params["seeds"], "candidates": params["candidates"],
+            "select": params["select"], "holdout_n": int(round(meta["counts"]["dev"] * params["train"]["dev_holdout"]))}
+    return params, meta, head
+
+
 def load_screens(project: Path) -> dict:
     """Per seed: the holdout and test metric of the baseline, the null and every candidate, and the
     candidates' screened weights."""
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    target = params["target"]
-    metric = json.loads((project / f"data/prepared/{target}/meta.json").read_text())["metric"]
+    params, meta, out = project_head(project)
+    target, metric = out["target"], out["metric"]
+    out["runs"] = {}
 
     def read(folder: Path) -> dict:
         return json.loads((folder / "summary.json").read_text())
 
-    out = {"target": target, "metric": metric, "seeds": params["seeds"], "candidates": params["candidates"],
-           "select": params["select"], "holdout_n": None, "runs": {}}
-    meta = json.loads((project / f"data/prepared/{target}/meta.json").read_text())
-    out["holdout_n"] = int(round(meta["counts"]["dev"] * params["train"]["dev_holdout"]))
     for s in params["seeds"]:
         base = read(project / f"results/baseline/{target}/seed-{s}")["metrics"]
         row = {"single": {"holdout": base["holdout"][metric], "test": base["test"][metric]}}

@@ -189,16 +189,12 @@ def test_a_long_traced_run_reads_as_every_shorter_or_early_stopped_one():
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from screen_length import read_at, stop_epoch
+    from screen_length import curve_from_rows, read_at, stop_epoch
 
     tasks = target_tasks("left_more")
     cfg = {**FAST, "examples_per_task": 64, "dev_holdout": 0.5}
     long = run_method("avil", lenet(tasks), tasks, "left", seed=5, train=TrainConfig(**{**cfg, "epochs": 8, "trace": True}), eval_seed=9)
-    curve = {split: [h["metric"] for h in long.history if h["split"] == split and h["task"] == "left"]
-             for split in ("dev", "holdout", "test")}
-    curve["weights"] = {}
-    for w in long.weights:
-        curve["weights"].setdefault(w["task"], {})[w["epoch"]] = w["weight"]
+    curve = curve_from_rows(long.history, long.weights, "left")
     for extra in ({"epochs": 3}, {"epochs": 8, "patience": 1}):
         short = run_method("avil", lenet(tasks), tasks, "left", seed=5, train=TrainConfig(**{**cfg, **extra}), eval_seed=9)
         last = stop_epoch(curve["dev"], extra.get("patience"), extra["epochs"])
