@@ -259,7 +259,7 @@ def test_a_checkpoint_of_another_run_or_a_damaged_one_is_not_used(tmp_path, prep
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda text: text.replace("  epochs: 10", "  epochs: 10\n  resume: 'yes'"), "params: train.resume: 'yes' is not of type 'boolean'"),
+    (lambda text: text.replace("  batch_size: 32", "  batch_size: 32\n  resume: 'yes'"), "params: train.resume: 'yes' is not of type 'boolean'"),
     (lambda text: text.replace("  right:", "  mnist:", 1), "params: duplicate key 'mnist'"),
 ], ids=["wrong type of the new key", "duplicate task name"])
 def test_snakemake_refuses_fuzzed_params_before_any_job(tmp_path, mutate, message):
