@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from auxsel import artifacts
 from auxsel.errors import AuxselError
+from auxsel.recommend import recommend
 from auxsel.report import (bands, final_table, fit_warnings, format_final, format_screen, learned, mean_by_epoch, plots,
                            provenance_table, shortened_merges, wide)
 from auxsel.report.html import Figure, page
@@ -92,6 +93,10 @@ def main() -> None:
         raise AuxselError(f"report: no test {metric} in results/final/{missing[0]}/*/metrics.parquet")
     order = {m: i for i, m in enumerate(methods)}
     table.sort(key=lambda r: order[r["method"]])
+    # the paired differences' sd is floored at one holdout example's worth of the metric (as select's)
+    summary = json.loads((res / "final" / methods[0] / f"seed-{seeds[0]}" / "summary.json").read_text())
+    holdout_n = (summary.get("dev_split") or {}).get("holdout") or 0
+    rec = recommend(metric_rows, metric, params["select"]["level"], sd_floor=1.0 / holdout_n if holdout_n else 0.0)
 
     records = []
     for task in [target, *candidates]:
@@ -133,7 +138,7 @@ def main() -> None:
     }
     report_meta = dict(prov.record)
     text = page(sel, cands, table, [figs["gains"], figs["screen_weights"]], [figs["final_test"], figs["final_weights"]], note,
-                prov_table, artifacts.params_hash(params), report_meta)
+                prov_table, artifacts.params_hash(params), report_meta, rec)
 
     screen_means = mean_by_epoch([r for r in screen_rows if r["task"] == r["run"]], "run", "weight")
     dev_means = mean_by_epoch(dev_rows, "method", "metric")
@@ -144,20 +149,23 @@ def main() -> None:
         for f in figs.values():
             (tmp / f.file).write_bytes(f.png)
         (tmp / "index.html").write_text(text, encoding="utf-8")
-        artifacts.write_json(headline(sel, cands, table), tmp / "metrics.json")  # strict JSON: non-finite -> null
+        artifacts.write_json(headline(sel, cands, table, rec), tmp / "metrics.json")  # strict JSON: non-finite -> null
         _csv(wide({a: screen_means.get(a, {}) for a in candidates}), tmp / "screen_weights.csv", ["epoch", *candidates])
         _csv(wide({m: dev_means.get(m, {}) for m in methods}), tmp / "final_dev.csv", ["epoch", *methods])
         prov.write(tmp, stages=prov_table["stages"])
     print(format_screen(cands, metric, rule["confidence"]))
     print(f"selected: {', '.join(sel['selected']) or 'none'}\n")
     print(format_final(table, metric))
+    print(f"recommended final: {rec['method'] or 'none'} ({rec['reason']})")
     for w in warnings:
         print(f"warning: {w}")
     print(f"\nreport: {out / 'index.html'}")
 
 
-def headline(sel: dict[str, Any], cands: list[dict[str, Any]], table: list[dict[str, Any]]) -> dict[str, Any]:
-    """metrics.json: the selected set and the target's test metric per final method."""
+def headline(sel: dict[str, Any], cands: list[dict[str, Any]], table: list[dict[str, Any]],
+             rec: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json: the selected set, the target's test metric per final method, and the
+    recommended final with the holdout comparison behind it (auxsel.recommend)."""
     return {
         "target": sel["target"],
         "metric": sel["metric"],
@@ -166,6 +174,11 @@ def headline(sel: dict[str, Any], cands: list[dict[str, Any]], table: list[dict[
         "screen": {c["aux"]: {"selected": bool(c["selected"]), "weight": c["weight_mean"], "gain": c["gain_mean"]} for c in cands},
         "test": {r["method"]: {"mean": r["mean"], "std": r["std"], "n_seeds": r["n_seeds"]} for r in table},
         "best": [r["method"] for r in table if r["best"]],
+        "recommended": {"method": rec["method"], "reference": rec["reference"], "reason": rec["reason"],
+                        "level": rec["level"], "split": rec["split"],
+                        "test": next(({"mean": r["mean"], "std": r["std"]} for r in table if r["method"] == rec["method"]), None),
+                        "holdout": {r["method"]: {k: r[k] for k in ("mean", "diff_mean", "diff_sd", "p_value", "p_holm",
+                                                                    "beats_reference") if k in r} for r in rec["rows"]}},
     }
 
 

@@ -533,3 +533,69 @@ def test_merge_outcome_reads_how_a_fit_entered_training():
     assert merge_outcome({**base, "dev_loss_fit": 2.0, "dev_loss_merged": 0.5, "merge_scale": 0.25}) == "shortened"
     assert merge_outcome({**base, "merged_from": "own", "dev_loss_fit": 9.0, "merge_scale": 0.0}) == "own"
     assert merge_outcome({"epoch": 1, "task": "t", "weight": 1.0}) == "fit"  # α read-out rows
+
+
+def test_the_recommended_final_is_the_paired_holdout_test_recomputed(built):
+    """metrics.json and the page recommend what an independent recomputation from the finals'
+    metrics.parquet gives: scipy's paired one-sided t test of each final's holdout accuracy against
+    fixed's, Holm across the finals at select.level."""
+    from scipy import stats
+
+    root, params, stdout = built
+    hold = {}
+    for m in METHODS:
+        for s in SEEDS:
+            rows = pq.read_table(root / f"results/final/{m}/seed-{s}/metrics.parquet").to_pylist()
+            hold.setdefault(m, []).extend(r["value"] for r in rows if r["split"] == "holdout" and r["metric"] == "accuracy")
+    others = [m for m in METHODS if m != "fixed"]
+    p = {m: stats.ttest_rel(hold[m], hold["fixed"], alternative="greater").pvalue for m in others}
+    order = sorted(others, key=p.get)
+    adjusted, running = {}, 0.0
+    for j, m in enumerate(order):
+        running = max(running, min(1.0, (len(others) - j) * p[m]))
+        adjusted[m] = running
+    level = params["select"].get("level", 0.1)
+    winners = [m for m in others if adjusted[m] <= level and statistics.fmean(hold[m]) > statistics.fmean(hold["fixed"])]
+    expected = max(winners, key=lambda m: statistics.fmean(hold[m])) if winners else "fixed"
+    rec = json.loads((root / "results/report/metrics.json").read_text())["recommended"]
+    assert rec["method"] == expected and rec["reference"] == "fixed" and rec["split"] == "holdout"
+    for m in others:
+        assert rec["holdout"][m]["p_holm"] == pytest.approx(adjusted[m], rel=1e-9)
+        assert rec["holdout"][m]["diff_mean"] == pytest.approx(statistics.fmean(hold[m]) - statistics.fmean(hold["fixed"]))
+    page = page_of(root)
+    shown = {r["attrs"]["data-method"]: r for r in page.tables["recommend-table"]}
+    assert [m for m, r in shown.items() if r["attrs"]["data-recommended"] == "true"] == [expected]
+    assert float(shown["avil"]["cells"]["p_holm"][0]) == pytest.approx(adjusted["avil"], rel=1e-9)
+    assert f"recommended final: {expected} (" in stdout
+
+
+def _holdout_rows(values: dict[str, list[float]]) -> list[dict]:
+    return [{"method": m, "seed": s, "split": "holdout", "metric": "accuracy", "value": v}
+            for m, vs in values.items() for s, v in enumerate(vs)]
+
+
+def test_recommend_moves_from_fixed_only_on_evidence():
+    from auxsel.recommend import recommend
+
+    fixed = [0.950, 0.948, 0.955, 0.951, 0.949]
+    steady = [v + 0.015 + d for v, d in zip(fixed, [0.001, -0.002, 0.002, 0.0, -0.001])]  # +0.015, sd 0.0016
+    noisy = [v + d for v, d in zip(fixed, [0.09, -0.07, 0.06, -0.05, 0.04])]  # best mean (+0.014), sd 0.068
+    rec = recommend(_holdout_rows({"single": [v - 0.03 for v in fixed], "uniform_all": steady, "avil": noisy,
+                                   "fixed": fixed}), "accuracy", 0.1)
+    assert rec["method"] == "uniform_all" and rec["reference"] == "fixed"
+    assert rec["reason"].startswith("uniform_all beats fixed on the holdout by +0.0150")
+    row = {r["method"]: r for r in rec["rows"]}
+    assert row["avil"]["diff_mean"] == pytest.approx(0.014) and not row["avil"]["beats_reference"]
+    assert row["uniform_all"]["p_holm"] <= 0.1 < row["avil"]["p_holm"]
+    # without the steady one, the noisy best mean does not move the recommendation
+    rec = recommend(_holdout_rows({"avil": noisy, "fixed": fixed}), "accuracy", 0.1)
+    assert rec["method"] == "fixed" and "no final beats fixed" in rec["reason"] and "closest: avil +0.0140" in rec["reason"]
+    # equal differences on every seed: the floor (one holdout example) keeps the test finite
+    tie = [v + 0.002 for v in fixed]
+    assert recommend(_holdout_rows({"avil": tie, "fixed": fixed}), "accuracy", 0.1, sd_floor=1 / 1000)["method"] == "avil"
+    assert recommend(_holdout_rows({"avil": tie, "fixed": fixed}), "accuracy", 0.1, sd_floor=1 / 50)["method"] == "fixed"
+    # no holdout (train.dev_holdout: 0) or no final of the selection: no recommendation, and why
+    none = recommend([dict(r, split="dev") for r in _holdout_rows({"avil": tie, "fixed": fixed})], "accuracy", 0.1)
+    assert none["method"] is None and "train.dev_holdout is 0" in none["reason"]
+    none = recommend(_holdout_rows({"single": fixed, "uniform_all": steady}), "accuracy", 0.1)
+    assert none["method"] is None and "no final of the selection" in none["reason"]

@@ -55,6 +55,7 @@ rule report:
             "candidates": CANDIDATES,
             "seeds": SEEDS,
             "methods": final_methods(),
+            "recommend_level": PARAMS["select"]["level"],  # the recommendation's family-wise level
             "screen": PARAMS["screen"]["method"],
         },
     conda:

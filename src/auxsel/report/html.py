@@ -134,7 +134,33 @@ and its weight is above {('<code>min_weight = ' + format(rule['min_weight'], '.3
 """
 
 
-def final_section(metric: str, target: str, rows: list[dict[str, Any]], figures: list[Figure], note: str) -> str:
+def recommendation_section(rec: dict[str, Any], metric: str) -> str:
+    """The recommended final and the holdout comparison it rests on (auxsel.recommend)."""
+    if rec.get("method") is None:
+        return f'<p id="recommendation" data-method="">No recommendation: {esc(rec["reason"])}.</p>'
+    body = []
+    for r in rec["rows"]:
+        ref = r["method"] == rec["reference"]
+        body.append(
+            f'<tr data-method="{esc(r["method"])}" data-recommended="{str(r["method"] == rec["method"]).lower()}">'
+            f'<td data-key="method">{esc(r["method"])}{" (reference)" if ref else ""}{" ✔ recommended" if r["method"] == rec["method"] else ""}</td>'
+            + num("mean", r["mean"], ".4f")
+            + ("<td></td><td></td><td></td>" if ref else num("diff_mean", r["diff_mean"], "+.4f") + num("diff_sd", r["diff_sd"], ".4f")
+               + num("p_holm", r["p_holm"], ".3f")) + "</tr>")
+    return f"""
+<h3 id="recommendation" data-method="{esc(rec["method"])}">Recommended final: {esc(rec["method"])}</h3>
+<p>{esc(rec["reason"])}. The {esc(rec["split"])} is the half of the target's dev split that no final trains on or
+chooses its epoch with; a final other than {esc(rec["reference"])} is recommended only when its paired {esc(rec["split"])}
+{esc(metric)} beats {esc(rec["reference"])}'s over the seeds (one-sided t test, Holm across the finals at family-wise
+level {rec["level"]:g}, the selection's <code>select.level</code>).</p>
+<table id="recommend-table">
+<thead><tr><th>method</th><th>{esc(rec["split"])} {esc(metric)} mean</th><th>paired difference to {esc(rec["reference"])}</th><th>sd</th><th>Holm p</th></tr></thead>
+<tbody>{''.join(body)}</tbody></table>
+"""
+
+
+def final_section(metric: str, target: str, rows: list[dict[str, Any]], figures: list[Figure], note: str,
+                  rec: dict[str, Any] | None = None) -> str:
     body = []
     for r in rows:
         seeds = ", ".join(
@@ -154,6 +180,7 @@ Mean and standard deviation (ddof = 1) over seeds; ★ marks the best mean (ties
 <table id="final-table">
 <thead><tr><th>method</th><th>test {esc(metric)} mean</th><th>std</th><th>seeds</th><th>per seed</th><th>auxiliaries</th></tr></thead>
 <tbody>{''.join(body)}</tbody></table>
+{recommendation_section(rec, metric) if rec else ""}
 {''.join(figure(f) for f in figures)}
 <p class="muted">{esc(note)}</p>
 """
@@ -200,14 +227,15 @@ Each stage's params hash covers only the params that stage reads.</p>
 
 def page(sel: dict[str, Any], candidates: list[dict[str, Any]], final_rows: list[dict[str, Any]],
          screen_figs: list[Figure], final_figs: list[Figure], final_note: str,
-         prov: dict[str, Any], params_hash: str, report: dict[str, Any]) -> str:
+         prov: dict[str, Any], params_hash: str, report: dict[str, Any], rec: dict[str, Any] | None = None) -> str:
     target, metric = sel["target"], sel["metric"]
     kept = [c for c in candidates if c["selected"]]
     chosen = ", ".join(f"<b>{esc(c['aux'])}</b> (weight {c['weight_mean']:.3f}, dev gain {c['gain_mean']:+.4f})" for c in kept)
     best = [r for r in final_rows if r["best"]]
     best_txt = ", ".join(f"<b>{esc(r['method'])}</b> ({r['mean']:.4f} ± {r['std']:.4f})" for r in best) or "n/a"
     summary = (f"<div class=\"summary\" id=\"summary\"><p>Selected auxiliaries: {chosen or '<b>none</b>: no candidate passed the rule, so the selection-based final runs train the target alone'}.</p>"
-               f"<p>Best final method on {esc(target)} test {esc(metric)}: {best_txt}.</p></div>")
+               + (f"<p>Recommended final model: <b>{esc(rec['method'])}</b> ({esc(rec['reason'])}).</p>" if rec and rec.get("method") else "")
+               + f"<p>Best final method on {esc(target)} test {esc(metric)}: {best_txt}.</p></div>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>auxsel report: {esc(target)}</title><style>{CSS}</style></head>
@@ -218,7 +246,7 @@ test numbers appear only in the final comparison. Sections: <a href="#screening"
 <a href="#provenance">provenance</a>.</p>
 {summary}
 {screening_section(sel, candidates, screen_figs)}
-{final_section(metric, target, final_rows, final_figs, final_note)}
+{final_section(metric, target, final_rows, final_figs, final_note, rec)}
 {provenance_section(prov, params_hash, report)}
 <script>{SCRIPT}</script>
 </body></html>
