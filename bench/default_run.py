@@ -132,6 +132,10 @@ def main() -> None:
               f"{', '.join(sel['selected']) or 'none'}):", "", "| final method | test | n seeds |", "|---|---|---|"]
     for method, t in report["test"].items():
         lines.append(f"| {method} | {t['mean']:.3f} ± {t['std']:.3f} | {t['n_seeds']} |")
+    rec = report.get("recommended")
+    if rec and rec.get("method"):
+        lines += ["", f"Recommended final (the report's; docs/methods.md, \"Which final to use\"): **{rec['method']}** — "
+                  f"{rec['reason']}."]
     text = "\n".join(lines) + "\n"
     print(text)
     out = ROOT / "bench" / "results"
@@ -358,6 +362,9 @@ def compare(saved: dict, sel: dict, report: dict, tol: float) -> list[str]:
     for m in sorted(set(old) & set(new)):
         if abs(old[m]["mean"] - new[m]["mean"]) > tol:
             out.append(f"{m} test mean {new[m]['mean']:.4f}, README {old[m]['mean']:.4f} (tolerance {tol})")
+    was, now = (r.get("recommended", {}).get("method") for r in (saved["report"], report))
+    if was is not None and was != now:
+        out.append(f"recommended final {now}, README recommends {was}")
     return out
 
 

@@ -49,6 +49,12 @@ def test_the_ci_check_of_the_default_run_catches_a_stale_readme():
         f"{method} test mean {moved['test'][method]['mean']:.4f}, README {report['test'][method]['mean']:.4f} (tolerance 0.005)"]
     other = dict(sel, selected=sel["selected"] + ["shuffled"])
     assert compare(saved, other, report, 0.005)[0].startswith("selected [")
+    # the report's recommended final is part of the answer too (once the README has one)
+    rec = dict(report, recommended={"method": "fixed", "reason": "none beats fixed"})
+    with_rec = dict(saved, report=rec)
+    assert compare(with_rec, sel, rec, 0.005) == []
+    assert compare(with_rec, sel, dict(rec, recommended={"method": "uniform_all"}), 0.005) == [
+        "recommended final uniform_all, README recommends fixed"]
     # the bit-identity record beside it: every number of the selection and report compared exactly
     from default_run import bit_identity
 
