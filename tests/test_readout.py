@@ -517,3 +517,34 @@ def test_ranking_bench_reads_the_reference_off_dev_and_samples_splits_of_many_se
     r20 = reliability(many, max_splits=500)
     assert r20["splits"] == 500 and r20 == reliability(many, max_splits=500)  # sampled, and the same every time
     assert r20["split_half"] > 0.8  # five well separated candidates: the halves agree
+
+
+def test_readout_alternatives_rebuild_the_shipped_importance_from_a_screens_rows():
+    """bench/readout_alternatives.py reads the kept screens other ways; its "mean" read-out must be
+    the importance the run recorded, and the others must follow from the same per-epoch rows."""
+    import statistics as st
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from readout_alternatives import READOUTS, check_mean_is_shipped, epochs, score
+
+    tasks = _tasks("left_more")
+    r = run_method("avil", _model(tasks), tasks, "left", seed=0, train={**FAST, "epochs": 3, "examples_per_task": 96})
+    rows = [{k: v for k, v in w.items() if isinstance(v, (int, float, str, bool))} for w in r.weights]
+    E = epochs({"rows": rows}, "left_more")
+    assert [c["epoch"] for c, _ in E] == [1, 2, 3] and all(t["task"] == "left" for _, t in E)
+    shares = [c["share"] for c, _ in E]
+    assert READOUTS["mean"](E)[0] == pytest.approx(rows[-1]["importance"])
+    assert READOUTS["median"](E)[0] == pytest.approx(st.median(shares))
+    assert READOUTS["first_half"](E)[0] == pytest.approx(shares[0])
+    assert READOUTS["coefficient"](E)[0] == pytest.approx(st.mean(c["coef"] for c, _ in E))
+    # every epoch's share is c / Σ|c|, so a sum of coefficients over a sum of |c| stays in [-1, 1]
+    assert -1.0 <= READOUTS["ratio_of_sums"](E)[0] <= 1.0
+    seed = {"seed": 0, "single": {"test": 0.5}, "left_more": {"avil": {"rows": rows}, "uniform": {"test": 0.6}}}
+    check_mean_is_shipped([seed], ["left_more"])  # silent: the rebuilt mean is the recorded importance
+    bad = {**seed, "left_more": {**seed["left_more"], "avil": {"rows": [{**w, "importance": 0.9} for w in rows]}}}
+    with pytest.raises(SystemExit, match="is not the recorded importance"):
+        check_mean_is_shipped([bad], ["left_more"])
+    s = score([seed], ["left_more"], "left_more", "left_more", "mean")
+    assert s["positive_top"] == 1 and s["importance"]["left_more"] == pytest.approx(rows[-1]["importance"])
