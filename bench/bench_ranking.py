@@ -65,7 +65,8 @@ VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_
             "avil_halfrot": ("avil", {"dev_batch": 128, "dev_rotate": True}),  # ... the next 128 of dev each epoch
             "avil_back": ("avil", {"merge_backtrack": 8}),  # every fit's mix halved until the untempered model can use it
             "avil_halfrotback": ("avil", {"dev_batch": 128, "dev_rotate": True, "merge_backtrack": 8}),
-            "avil_tfold": ("avil", {"merge_temperature": True})}  # the fit's temperature folded into the target's head
+            "avil_tfold": ("avil", {"merge_temperature": True}),  # the fit's temperature folded into the target's head
+            "diw_tempered": ("diw", {"temperature": True})}  # DIW's look-ahead scored at its best temperature
 ABLATIONS = [m for m in VARIANTS if m not in METHODS]
 PAIRS = {
     "a": {"name": "vision, target left", "config": "params.yaml", "positive": "left_more", "shuffled": "shuffled"},
@@ -273,7 +274,7 @@ def resolved_pairs(per_seed: dict[str, list[float]], level: float = 0.05) -> lis
 
 
 def importance(method: str, res: dict, aux: str) -> float:
-    if method == "avil" or method in ABLATIONS:  # the share read-out: mean share over epochs
+    if method == "avil" or VARIANTS.get(method, ("",))[0] == "avil" and method != "avil_prev":  # the share read-out
         return [r for r in res["rows"] if r["task"] == aux][-1]["importance"]
     return res["weights"][aux]
 
@@ -459,7 +460,7 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS + ABLATIONS,
-                    help="ablations of avil: " + "; ".join(f"{m}: {VARIANTS[m][1]}" for m in ABLATIONS))
+                    help="ablations: " + "; ".join(f"{m}: {VARIANTS[m][1]}" for m in ABLATIONS))
     ap.add_argument("--jobs", type=int, default=2, help="seeds run at once (one core each)")
     ap.add_argument("--text-epochs", type=int, default=6)
     ap.add_argument("--frozen-encoder", action="store_true",

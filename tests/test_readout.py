@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from torch.func import functional_call
 
 from auxsel.methods import AvilConfig, run_method
 from auxsel.methods.avil import Avil, ShareObjective, balanced_weights, inverse_temperature, minimise
@@ -437,6 +438,53 @@ def test_diw_step_sizes_are_adamws():
     st = plan.opt.state[p]
     v_hat = st["exp_avg_sq"].reshape(-1) / (1 - 0.999 ** float(st["step"]))
     assert torch.allclose(steps[: p.numel()], cfg.lr / (v_hat.sqrt() + 1e-8))
+
+
+def test_diw_tempered_meta_gradient_is_the_derivative_of_the_dev_loss_at_its_best_temperature():
+    """diw.temperature: the look-ahead's dev loss is scored at its optimal logit temperature, so the
+    meta-gradient is d/dw of min_β CE(β·f(θ − Σ w P⊙g)) (β held at its optimum: the envelope
+    theorem), checked by central differences on a float64 model with the very draws DIW used."""
+    from torch.nn import functional as F
+
+    from auxsel.methods.share_fit import inverse_temperature
+
+    tasks = _tasks("shuffled")
+    run = Run(_model(tasks, dtype=torch.float64), tasks, "left", TrainConfig(**ADAMW), 0)
+    plan = Diw(DiwConfig(batches=1, dev_batch=64, temperature=True), {t: 1.0 for t in tasks})
+    plan.setup(run)
+    plan.epoch(run, 1)
+    draws = (plan.look_gen.get_state(), plan.dev_gen.get_state())
+    grad = plan.meta_gradient(run)
+    plan.look_gen.set_state(draws[0])
+    plan.dev_gen.set_state(draws[1])
+    theta, steps = plan.flat.get(), plan.step_sizes(run)
+    g = []
+    for task in plan.tasks:  # the same draws, in the same order, as meta_gradient
+        idx = torch.randperm(tasks[task].size("train"), generator=plan.look_gen)[: run.cfg.batch_size]
+        run.model.zero_grad(set_to_none=True)
+        run.loss(task, idx)[0].backward()
+        g.append(plan.flat.grad() * steps)
+    pick = torch.randperm(tasks["left"].size("dev"), generator=plan.dev_gen)[:64]
+    inputs, labels = tasks["left"].inputs("dev", pick), tasks["left"].labels("dev", pick)
+    G = torch.stack(g)
+
+    def tempered(w: torch.Tensor) -> float:
+        with torch.no_grad():
+            logits = functional_call(run.model, plan.flat.as_dict(theta - w @ G), (inputs, "left"))
+            return float(F.cross_entropy(logits * inverse_temperature(logits, labels), labels))
+
+    w = torch.tensor([plan.weights[t] for t in plan.tasks], dtype=torch.float64)
+    h = 1e-4
+    for k in range(len(w)):
+        e = torch.zeros_like(w)
+        e[k] = h
+        fd = (tempered(w + e) - tempered(w - e)) / (2 * h)
+        assert float(grad[k]) == pytest.approx(fd, rel=1e-3, abs=1e-6)
+    # untempered, the same state and draws give another gradient: the temperature is what changed
+    plan.cfg.temperature = False
+    plan.look_gen.set_state(draws[0])
+    plan.dev_gen.set_state(draws[1])
+    assert not torch.allclose(plan.meta_gradient(run), grad)
 
 
 def test_ranking_bench_summarises_how_the_share_fits_went():

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from auxsel.errors import AuxselError
 from auxsel.methods.flat import FlatParams
+from auxsel.methods.share_fit import inverse_temperature
 from auxsel.train import Run, autocast, make_optimizer, to_device, upcast
 
 
@@ -41,6 +42,11 @@ class DiwConfig:
         dev_batch: dev examples per look-ahead estimate (default 256).
         weight_floor: lower bound of every weight (default 0.0).
         hold_target_weight: keep the target's weight at 1 (default True).
+        temperature: score the look-ahead's dev loss at its best logit temperature (solved exactly,
+            as αVIL's share fit does), so that an update which only lowers the model's confidence
+            earns nothing. Without it the dev cross-entropy of an overconfident model falls under
+            any update that flattens its logits - a shuffled-labels task's first of all (default
+            False: DIW as read here; docs/methods.md, "DIW").
     """
 
     meta_lr: float = 1.0
@@ -48,6 +54,7 @@ class DiwConfig:
     dev_batch: int = 256
     weight_floor: float = 0.0
     hold_target_weight: bool = True
+    temperature: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "DiwConfig":
@@ -122,7 +129,10 @@ class Diw:
             with autocast(run.device, run.cfg.amp):
                 logits = functional_call(model, flat.as_dict(ahead), (inputs, run.target))
             model.train()
-            F.cross_entropy(upcast(logits), labels).backward()
+            logits = upcast(logits)
+            if self.cfg.temperature:  # β solved at θ' and held: by the envelope theorem dL/dw is the same
+                logits = logits * inverse_temperature(logits.detach(), labels)
+            F.cross_entropy(logits, labels).backward()
             total += wv.grad.double().cpu()
         return total / self.cfg.batches
 
