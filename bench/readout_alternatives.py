@@ -38,7 +38,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ranking import PAIRS, machine, spearman  # noqa: E402
+from bench_ranking import PAIRS, importance, machine, spearman  # noqa: E402
 
 Epochs = list[tuple[dict, dict]]  # per epoch: (the candidate's row, the target's row)
 
@@ -99,7 +99,7 @@ def check_mean_is_shipped(seeds_out: list[dict], cands: list[str]) -> None:
     for s in seeds_out:
         for a in cands:
             rebuilt = READOUTS["mean"](epochs(s[a]["avil"], a))[0]
-            recorded = [r for r in s[a]["avil"]["rows"] if r["task"] == a][-1]["importance"]
+            recorded = importance("avil", s[a]["avil"], a)
             if abs(rebuilt - recorded) > 1e-5:
                 raise SystemExit(f"seed {s['seed']} {a}: mean share {rebuilt} is not the recorded importance {recorded}")
 
@@ -157,8 +157,9 @@ def main() -> None:
             + "".join(f"| {r} | {k}/{len(results)} | "
                       + (", ".join(t for t, v in results.items() if v["readouts"][r]["pass"]) or "none") + " |\n"
                       for r, k in passes.items()) + "\n")
-    out.with_suffix(".md").write_text(head + table(results) + "\n")
-    print(head + table(results))
+    text = head + table(results)
+    out.with_suffix(".md").write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

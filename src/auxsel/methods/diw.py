@@ -45,8 +45,8 @@ class DiwConfig:
         temperature: score the look-ahead's dev loss at its best logit temperature (solved exactly,
             as αVIL's share fit does), so that an update which only lowers the model's confidence
             earns nothing. Without it the dev cross-entropy of an overconfident model falls under
-            any update that flattens its logits - a shuffled-labels task's first of all (default
-            False: DIW as read here; docs/methods.md, "DIW").
+            any update that flattens its logits. An ablation: measured on four pairs it does not
+            fix DIW's ranking (default False: DIW as read here; docs/methods.md, "DIW").
     """
 
     meta_lr: float = 1.0
