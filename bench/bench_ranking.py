@@ -60,6 +60,9 @@ VARIANTS = {"avil_prev": ("avil", "PREVIOUS"), "avil_against": ("avil", {"merge_
             "avil_untempered": ("avil", {"temperature": False}),
             "avil_ftol4": ("avil", {"fit_ftol": 1e-4}),  # a fit stopped when an iteration gains < 1e-4 nats
             "avil_ftol3": ("avil", {"fit_ftol": 1e-3}),  # ... < 1e-3 nats: the stop that meets the 1.5x cost on CPU
+            "avil_rtol1": ("avil", {"fit_rtol": 0.01}),  # ... gains < 1% of the fit's gain so far (no scale)
+            "avil_rtol3": ("avil", {"fit_rtol": 0.03}),
+            "avil_rtol10": ("avil", {"fit_rtol": 0.1}),
             "avil_ownstep": ("avil", {"merge_step": "own"}),  # merged at the target's own step length
             "avil_balanced": ("avil", {"fit_loss": "balanced"}),  # class-balanced fitting loss
             "avil_half": ("avil", {"dev_batch": 128}),  # the fit on half as many dev examples (cost)

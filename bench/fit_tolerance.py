@@ -39,8 +39,10 @@ from auxsel.methods import AvilConfig, run_method  # noqa: E402
 from auxsel.models import build_model  # noqa: E402
 from bench_cost import DEFAULT_MNIST, pool  # noqa: E402
 
-RULES = {"fit_ftol 1e-4": (None, 1e-4), "fit_ftol 3e-4": (None, 3e-4), "fit_ftol 1e-3": (None, 1e-3),
-         "fit_tol 3e-3, fit_ftol 1e-4": (3e-3, 1e-4)}
+RULES = {"fit_ftol 1e-4": (None, 1e-4, 0.0), "fit_ftol 3e-4": (None, 3e-4, 0.0), "fit_ftol 1e-3": (None, 1e-3, 0.0),
+         "fit_tol 3e-3, fit_ftol 1e-4": (3e-3, 1e-4, 0.0),
+         # stops relative to the fit's own gain so far (fit_rtol; fit_ftol stays at its default)
+         "fit_rtol 0.01": (None, None, 0.01), "fit_rtol 0.03": (None, None, 0.03), "fit_rtol 0.1": (None, None, 0.1)}
 PATHS = ("half batch first", "previous fit's curvature")  # the default rule, other routes (module docstring)
 
 
@@ -92,13 +94,13 @@ def measure(tasks: dict, candidates: list[str], seeds: list[int], epochs: int) -
         out = solve(lambda z: fn(v0 + chol @ z), torch.zeros_like(v0), tol, max_evals, ftol)
         return {**out, "v": v0 + chol @ out["v"]}
 
-    def minimise(fn, v0, tol, max_evals, ftol=0.0):
+    def minimise(fn, v0, tol, max_evals, ftol=0.0, rtol=0.0):
         m = whitenings[-1]
         share = lambda v: float((m @ v)[1] / (m @ v).abs().sum())  # noqa: E731 - the candidate's λ
         ref = solve(fn, v0, tol, max_evals, ftol)
         row = {"evals": ref["evals"], "share": share(ref["v"]), "loss": ref["loss"], "rules": {}}
-        for name, (t, f) in RULES.items():
-            o = solve(fn, v0, t if t is not None else tol, max_evals, f)
+        for name, (t, f, r) in RULES.items():
+            o = solve(fn, v0, t if t is not None else tol, max_evals, f if f is not None else ftol, r)
             row["rules"][name] = {"evals": o["evals"], "share": share(o["v"]), "loss": o["loss"]}
         for name, o in zip(PATHS, (half_first(v0, tol, max_evals, ftol), curvature_first(fn, v0, tol, max_evals, ftol))):
             if o is not None:

@@ -110,6 +110,32 @@ def test_minimise_stops_on_value_at_a_kink():
     assert not out["converged"]
 
 
+def test_a_relative_stop_has_no_scale_and_counts_every_evaluation():
+    """fit_rtol stops once an iteration gains < rtol × the fit's gain so far. Scaling the objective
+    by any constant leaves its path unchanged (a nats tolerance would stop the small one at its
+    start); a vanishing rtol follows the default path to the same minimum; the opening evaluation
+    of each one-iteration step is never paid twice, so the budget holds."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    y = (x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.5 * torch.randn(200, generator=g, dtype=torch.float64) > 0).double()
+    bce = lambda w: torch.nn.functional.binary_cross_entropy_with_logits(x @ w, y)  # noqa: E731
+    start = torch.zeros(3, dtype=torch.float64)
+    full = minimise(bce, start, 1e-8, 60, 1e-12)
+    tiny = minimise(bce, start, 1e-8, 60, 1e-12, rtol=1e-12)
+    assert torch.allclose(tiny["v"], full["v"], atol=1e-6) and tiny["evals"] <= full["evals"] + 1
+    loose = [minimise(lambda w: s * bce(w), start, 1e-8 * s, 60, 0.0, rtol=0.05) for s in (1.0, 1e-4)]
+    assert loose[0]["stop"] == "value" and loose[0]["evals"] < full["evals"]
+    assert loose[0]["iters"] == loose[1]["iters"] >= 2 and torch.allclose(loose[0]["v"], loose[1]["v"], atol=1e-6)
+    assert float(bce(loose[0]["v"])) < float(bce(start)) - 0.3  # the fit got most of the way
+    # the small objective under a nats tolerance of the size that suits the large one: stopped at once
+    assert minimise(lambda w: 1e-4 * bce(w), start, 1e-12, 60, 1e-3)["iters"] <= 1
+    kink = lambda v: (v - 0.3).abs().sum() + (v ** 2).sum()  # noqa: E731 - kinked minimum at 0.3
+    for budget in (7, 20, 60):
+        out = minimise(kink, start, 1e-12, budget, 0.0, rtol=1e-12)
+        assert out["evals"] <= budget and out["stop"] in ("budget", "value")
+    assert float(kink(out["v"])) < 0.27 + 1e-2
+
+
 def test_inverse_temperature_minimises_the_loss():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(300, 10, generator=g, dtype=torch.float64) * 3

@@ -89,6 +89,9 @@ class AvilConfig:
             reachable).
         fit_ftol: "share": also stop when an iteration lowers the fitting loss by less than this (nats;
             at a minimum on a ReLU kink the gradient does not vanish) (default 1e-5).
+        fit_rtol: "share": also stop when an iteration lowers the fitting loss by less than this
+            fraction of what the fit has gained since its start; unlike fit_ftol it has no scale, so
+            it cannot stop a fit that gains little before its first step (default 0: off).
         fit_evals: "share": most dev-loss evaluations (forward + backward) per fit (default 30).
         temperature: "share": profile out a logit temperature in the fit, so a change of confidence
             alone earns no share (default True).
@@ -150,6 +153,7 @@ class AvilConfig:
     readout: str = "share"
     fit_tol: float = 1e-3
     fit_ftol: float = 1e-5
+    fit_rtol: float = 0.0
     fit_evals: int = 30
     temperature: bool = True
     temperature_fixed: bool = False
@@ -191,6 +195,8 @@ class AvilConfig:
             raise AuxselError("avil.fit_tol must be > 0")
         if not self.fit_ftol >= 0:
             raise AuxselError("avil.fit_ftol must be >= 0")
+        if not 0 <= self.fit_rtol < 1:
+            raise AuxselError("avil.fit_rtol must be in [0, 1) (a fraction of the fit's gain so far)")
         if self.fit_evals < 1:
             raise AuxselError("avil.fit_evals must be >= 1")
         if not 0 <= self.merge_backtrack <= 30:
@@ -439,7 +445,7 @@ class Avil:
         before = self.loss_before(run, theta)
         m = obj.whitening()
         fit = minimise(lambda b: obj(m @ b), torch.linalg.solve(m, v0), self.cfg.fit_tol, self.cfg.fit_evals,
-                       self.cfg.fit_ftol)
+                       self.cfg.fit_ftol, self.cfg.fit_rtol)
         c = m @ fit["v"]
         raw_own = obj.raw_start  # the first evaluation is at v0: the target's own update
         merged, raw_fit, raw_merged, scale = self.merge(obj, c, raw_own, before, fit["converged"])

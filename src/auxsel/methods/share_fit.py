@@ -159,7 +159,8 @@ def inverse_temperature(logits: torch.Tensor, labels: torch.Tensor, class_weight
     return float(min(max(beta, 1e-3), 1e3))
 
 
-def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int, ftol: float = 0.0) -> dict[str, Any]:
+def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int, ftol: float = 0.0,
+             rtol: float = 0.0) -> dict[str, Any]:
     """Minimise fn(v) of a few variables with L-BFGS (strong-Wolfe line search) until the largest
     gradient entry is ≤ tol ("gradient"), an iteration lowers fn by less than ftol ("value"), or
     `max_evals` evaluations are spent ("budget").
@@ -168,7 +169,14 @@ def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int, ftol: float = 0.0
     kink the one-sided gradients do not vanish, and L-BFGS would spend its whole budget on line
     searches that cannot lower fn any more. Returns v, the loss and gradient at v, iterations,
     evaluations, the stop reason and whether it is "gradient" or "value" (`converged`). The
-    gradient reported is the one evaluated at the returned point (never a stale one)."""
+    gradient reported is the one evaluated at the returned point (never a stale one).
+
+    rtol > 0 adds a stop relative to the fit's own progress: "value" once an iteration lowers fn by
+    less than rtol × what the fit has gained since its start. A tolerance in nats is a scale — loose
+    for fits that gain a lot, and for fits that gain little it stops them before they start; a
+    relative one cannot stop the first iteration (it is the whole gain so far)."""
+    if rtol > 0:
+        return _minimise_relative(fn, v0, tol, max_evals, ftol, rtol)
     v = v0.detach().clone().requires_grad_(True)
     seen: list[tuple[torch.Tensor, float, torch.Tensor]] = []
 
@@ -205,6 +213,10 @@ def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int, ftol: float = 0.0
             stop = "value" if ftol > 0 else "stalled"
             break
         restarts += 1
+    return _result(v, seen, closure, tol, iters_total, restarts, stop)
+
+
+def _result(v: torch.Tensor, seen: list, closure, tol: float, iters: int, restarts: int, stop: str) -> dict[str, Any]:
     final = v.detach().clone()
     match = [r for r in seen if torch.equal(r[0], final)]
     if match:
@@ -218,5 +230,74 @@ def minimise(fn, v0: torch.Tensor, tol: float, max_evals: int, ftol: float = 0.0
         raise AuxselError(f"αVIL: the share fit diverged (v = {final.tolist()})")
     if float(grad.abs().max()) <= tol:
         stop = "gradient"
-    return {"v": final, "loss": loss, "grad": grad, "iters": iters_total, "evals": evals, "restarts": restarts,
+    return {"v": final, "loss": loss, "grad": grad, "iters": iters, "evals": evals, "restarts": restarts,
             "grad_max": float(grad.abs().max()), "stop": stop, "converged": stop in ("gradient", "value")}
+
+
+def _minimise_relative(fn, v0: torch.Tensor, tol: float, max_evals: int, ftol: float, rtol: float) -> dict[str, Any]:
+    """L-BFGS one iteration per `step` call, so the stop can be tested after every iteration; its
+    curvature history carries over between calls, and the evaluation each call opens with is served
+    from the one the line search already made at that point (no evaluation is spent twice)."""
+    v = v0.detach().clone().requires_grad_(True)
+    seen: list[tuple[torch.Tensor, float, torch.Tensor]] = []
+
+    def at(point: torch.Tensor):
+        return next((r for r in reversed(seen) if torch.equal(r[0], point)), None)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        hit = at(v.detach())
+        if hit is not None:
+            v.grad = hit[2].clone()
+            return torch.tensor(hit[1], dtype=v.dtype)
+        loss = fn(v)
+        loss.backward()
+        seen.append((v.detach().clone(), float(loss.detach()), v.grad.detach().clone()))
+        return loss
+
+    def fresh() -> torch.optim.LBFGS:
+        return torch.optim.LBFGS([v], lr=1.0, max_iter=1, max_eval=max_evals, history_size=20,
+                                 line_search_fn="strong_wolfe", tolerance_grad=tol, tolerance_change=ftol)
+
+    opt = fresh()
+    restarts = iters = 0
+    stop = "budget"
+    start = None
+    while len(seen) < max_evals:
+        here = at(v.detach())
+        left = max_evals - len(seen)
+        if here is None and left < 2:  # room for the opening evaluation only
+            closure()
+            break
+        # the line search may spend one evaluation past its max_ls (= max_eval - 1 here)
+        opt.param_groups[0]["max_eval"] = left if here is not None else left - 1
+        before = here[1] if here is not None else None
+        point = v.detach().clone()
+        opt.step(closure)
+        if start is None:
+            start = seen[0][1]
+            before = start if before is None else before
+        now = at(v.detach())
+        if now is None:  # the line search ended between evaluations
+            closure()
+            now = seen[-1]
+        if float(now[2].abs().max()) <= tol:
+            stop = "gradient"
+            break
+        if torch.equal(point, v.detach()) or not now[1] < before:
+            # no descent along L-BFGS's direction (a kink, or a stale curvature pair): restart
+            # from here with a fresh history, i.e. steepest descent, as the default path does
+            if len(seen) >= max_evals:
+                break
+            if restarts >= 5:
+                stop = "value"
+                break
+            restarts += 1
+            opt = fresh()
+            continue
+        iters += 1
+        gain = before - now[1]
+        if gain < max(ftol, rtol * (start - now[1])):
+            stop = "value"
+            break
+    return _result(v, seen, closure, tol, iters, restarts, stop)
