@@ -216,8 +216,11 @@ def run_seed(project: Path, seed: int, methods: list[str]) -> Path:
 def machine(device: str) -> str:
     import torch
 
+    from default_run import machine as kind  # the CPU model: results differ between CPU vendors
+
     where = torch.cuda.get_device_name(0) if device.startswith("cuda") else "CPU"
-    return f"{platform.machine()}, {os.cpu_count()} cores, {where}, torch {torch.__version__}, one thread per worker"
+    return (f"{kind()['cpu']}, {platform.machine()}, {os.cpu_count()} cores, {where}, torch {torch.__version__}, "
+            "one thread per worker")
 
 
 def spearman(x: list[float], y: list[float]) -> float:
