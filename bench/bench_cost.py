@@ -201,7 +201,10 @@ def main() -> None:
                  f"deltas K×P×4 = 4×{n_params}×4 B = {4 * n_params * 4 / 2**20:.2f} MB "
                  f"(+ the same again for the per-task momentum)"))
 
-    dev_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    from default_run import machine  # the CPU model: timings and numbers differ between CPU kinds
+
+    dev_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+                else f"{machine()['cpu'] or platform.processor()}, {platform.machine()}")
     header = (f"device {args.device} ({dev_name}), torch {torch.__version__}, threads {args.threads}, "
               f"epochs {args.epochs}, repeats {args.repeats}")
     from datetime import datetime

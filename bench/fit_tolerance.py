@@ -38,6 +38,7 @@ import auxsel.methods.avil as avil_module  # noqa: E402
 from auxsel.methods import AvilConfig, run_method  # noqa: E402
 from auxsel.models import build_model  # noqa: E402
 from bench_cost import DEFAULT_MNIST, pool  # noqa: E402
+from default_run import machine as cpu_kind  # noqa: E402
 
 RULES = {"fit_ftol 1e-4": (None, 1e-4, 0.0), "fit_ftol 3e-4": (None, 3e-4, 0.0), "fit_ftol 1e-3": (None, 1e-3, 0.0),
          "fit_tol 3e-3, fit_ftol 1e-4": (3e-3, 1e-4, 0.0),
@@ -158,7 +159,7 @@ def main() -> None:
     s = summary(rows)
     cfg = AvilConfig()
     cmd = "PYTHONPATH=src python bench/fit_tolerance.py" + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [0, 1, 2] else "")
-    lines = [f"`{cmd}` — {datetime.now():%Y-%m-%d %H:%M}, {platform.machine()} CPU, torch {torch.__version__}, one thread",
+    lines = [f"`{cmd}` — {datetime.now():%Y-%m-%d %H:%M}, {cpu_kind()['cpu']} ({platform.machine()}), torch {torch.__version__}, one thread",
              "", f"{s['fits']} share fits ({', '.join(args.candidates)} with target left, seeds {args.seeds}, "
              f"{args.epochs} epochs). Default rule (fit_tol {cfg.fit_tol:g}, fit_ftol {cfg.fit_ftol:g}): "
              f"{s['default']['evals_mean']:.2f} evaluations per fit (median {s['default']['evals_median']:g}). "

@@ -431,6 +431,12 @@ def test_share_rows_report_the_fit():
                      options={"dev_batch": 64, "dev_rotate": True})
     first, second = ([w for w in rot.weights if w["epoch"] == e][0] for e in (1, 2))
     assert second["dev_loss_before"] != first["dev_loss_merged"]
+    # a relative stop reaches the real fit: no fit spends more, and some spend less, than the default's
+    loose = run_method("avil", _model(tasks), tasks, "left", seed=0, train={**FAST, "examples_per_task": 96},
+                       options={"fit_rtol": 0.3})
+    evals = lambda run: [w["fit_evals"] for w in run.weights if w["task"] == "left"]  # noqa: E731 - one fit per epoch
+    assert 1 <= evals(loose)[0] <= evals(r)[0] and sum(evals(loose)) < sum(evals(r))
+    assert {w["fit_stop"] for w in loose.weights} <= {"gradient", "value"}
 
 
 # -- cause 4: DIW's look-ahead takes the optimiser's step
